@@ -1,0 +1,64 @@
+"""The ``loss`` config section."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+LOSS_NAMES = ("alrp", "ap", "focal")
+BOX_LOSSES = {"alrp": ("iou", "giou"), "ap": ("smooth_l1", "l1", "iou", "giou"),
+              "focal": ("smooth_l1", "l1", "iou", "giou")}
+
+
+@dataclass
+class LossConfig:
+    """Which loss trains the detector, and its constants.
+
+    Attributes:
+        name: 'alrp' (aLRP Loss), 'ap' (AP Loss + box loss) or 'focal' (sigmoid focal loss + box loss).
+        delta: smoothing of the step function of the ranking losses.
+        box_loss: aLRP: the E_loc form, 'iou' | 'giou'; ap/focal: 'smooth_l1' | 'l1' | 'iou' | 'giou'.
+        self_balance: weight the box loss by the self-balance weight (else by ``loc_weight``).
+        sb_init: self-balance weight before its first update.
+        loc_weight: constant box-loss weight when ``self_balance`` is false.
+        smooth_l1_beta: smooth-L1 transition point (delta units).
+        focal_alpha, focal_gamma: focal loss constants.
+        wrong_target: aLRP with target 0 instead of E_loc(i)/rank(i) (Appendix G.3 demonstration only).
+    """
+
+    name: str = "alrp"
+    delta: float = 1.0
+    box_loss: str = "giou"
+    self_balance: bool = True
+    sb_init: float = 50.0
+    loc_weight: float = 1.0
+    smooth_l1_beta: float = 0.11
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    wrong_target: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSS_NAMES:
+            raise ValueError(f"loss.name must be one of {LOSS_NAMES}, got {self.name!r}")
+        if self.box_loss not in BOX_LOSSES[self.name]:
+            raise ValueError(f"loss.box_loss must be one of {BOX_LOSSES[self.name]} for loss.name={self.name!r}, "
+                             f"got {self.box_loss!r}")
+        for key in ("delta", "sb_init", "smooth_l1_beta"):
+            _require(key, getattr(self, key), positive=True)
+        for key in ("loc_weight", "focal_gamma"):
+            _require(key, getattr(self, key), positive=False)
+        _require("focal_alpha", self.focal_alpha, positive=False)
+        if not 0.0 <= self.focal_alpha <= 1.0:
+            raise ValueError(f"loss.focal_alpha must be in [0, 1], got {self.focal_alpha!r}")
+        for key in ("self_balance", "wrong_target"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"loss.{key} must be true or false, got {getattr(self, key)!r}")
+        if self.wrong_target and self.name != "alrp":
+            raise ValueError(f"loss.wrong_target applies to loss.name='alrp' only, got name={self.name!r}")
+
+
+def _require(key: str, value: object, positive: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > 0 if positive else value >= 0)
+    if not ok:
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"loss.{key} must be a finite number {bound}, got {value!r}")

@@ -1,0 +1,313 @@
+"""Builds a run from a `Config` and drives it: epochs, self-balance updates, evaluation, checkpoints, resume.
+
+This is the only training module that reads the config; everything below it takes explicit arguments.
+Run folder (``cfg.run_dir`` = ``output_dir/name``): ``config.yaml``, ``environment.json``, ``log.txt``,
+``metrics.jsonl``, ``tensorboard/``, ``checkpoints/``.
+
+Order at the end of an epoch (fixed so that a resumed run repeats an uninterrupted one exactly): self-balance
+update -> evaluation (if due) -> checkpoint (with the RNG states at that point) -> best-by-AP copy -> logs.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from alrp import checkpoint as ck
+from alrp import distributed as dist_utils
+from alrp.config import Config, config_to_dict, environment_info, save_resolved_config
+from alrp.engine import NonFiniteLossError, evaluate, train_one_epoch
+from alrp.logging import JsonlWriter, TensorBoardWriter, get_logger, setup_logging
+from alrp.optim import build_optimizer, build_scheduler, scaled_lr
+
+log = get_logger("trainer")
+
+
+@dataclass
+class Parts:
+    """What a run trains and evaluates (the detector already on its device, not yet wrapped in DDP)."""
+
+    model: nn.Module
+    criterion: Any
+    train_loader: Iterable
+    val_loader: Iterable | None = None
+    val_dataset: Any = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; explicit names are checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"config device={name!r} but CUDA is not available (use device: auto or cpu)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_parts(cfg: Config, device: torch.device, info: dist_utils.DistInfo) -> Parts:
+    """Datasets, loaders (this process's share of ``train.batch_size``), detector and criterion."""
+    import data
+    import models
+    from alrp.criterion import build_criterion
+
+    train_set = data.build_dataset(cfg.data, "train", train=True)
+    train_loader = data.build_loader(train_set, cfg.data, train=True, batch_size=cfg.train.batch_size // info.world_size,
+                                     distributed=info.distributed, seed=cfg.seed)
+    val_set = val_loader = None
+    if cfg.train.eval_interval > 0:
+        val_set = data.build_dataset(cfg.data, cfg.eval.split, train=False)
+        val_loader = data.build_loader(val_set, cfg.data, train=False, batch_size=cfg.eval.batch_size,
+                                       distributed=info.distributed, seed=cfg.seed)
+    model = models.build_detector(cfg.model, train_set.num_classes).to(device)
+    return Parts(model=model, criterion=build_criterion(cfg.loss), train_loader=train_loader,
+                 val_loader=val_loader, val_dataset=val_set)
+
+
+def coco_metrics(dataset: Any, results: list[dict]) -> dict[str, Any]:
+    """COCO AP and oLRP of ``results`` against ``dataset.coco``."""
+    from alrp.metrics import evaluate_detections
+
+    return evaluate_detections(dataset.coco, results)
+
+
+def _set_epoch(loader: Any, epoch: int) -> None:
+    """Reseeds shuffling/augmentation for ``epoch``: the loader's and its (distributed) sampler's ``set_epoch``."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for obj in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+        if obj is not None and hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+
+
+def _resumed_batches(loader: Iterable, skip: int, rng_after: dict | None) -> Iterator:
+    """Iterates ``loader`` after discarding ``skip`` batches (mid-epoch resume), then restores ``rng_after``."""
+    it = iter(loader)
+    for _ in range(skip):
+        next(it)
+    if rng_after is not None:
+        ck.restore_rng_state(rng_after)
+    yield from it
+
+
+class Trainer:
+    """One training run. ``Trainer(cfg, resume=True).fit()`` continues from the run folder's latest checkpoint.
+
+    Args:
+        parts_builder: ``(cfg, device, dist_info) -> Parts`` (default `build_parts`; tests pass small fakes).
+        metrics_fn: ``(val_dataset, coco_results) -> dict`` with at least ``AP`` (default `coco_metrics`).
+    """
+
+    def __init__(self, cfg: Config, *, resume: bool = False,
+                 parts_builder: Callable[[Config, torch.device, dist_utils.DistInfo], Parts] = build_parts,
+                 metrics_fn: Callable[[Any, list[dict]], dict] = coco_metrics, show_progress: bool = True) -> None:
+        self.cfg, self.resume, self.metrics_fn, self.show_progress = cfg, resume, metrics_fn, show_progress
+        tc = cfg.train
+        self.info = dist_utils.init_distributed(resolve_device(cfg.device))
+        self.device, self.rank0 = self.info.device, self.info.rank == 0
+        self.run_dir = Path(cfg.run_dir)
+        setup_logging(self.info.rank, self.run_dir / "log.txt" if self.rank0 else None)
+        if tc.batch_size % self.info.world_size:
+            raise ValueError(f"train.batch_size={tc.batch_size} is not divisible by the {self.info.world_size} "
+                             "processes")
+        self.amp = tc.amp and self.device.type == "cuda"
+        if tc.amp and not self.amp:
+            log.warning("train.amp is only supported on CUDA: training in float32 on %s", self.device)
+        seed_everything(cfg.seed)
+        parts = parts_builder(cfg, self.device, self.info)
+        self.net, self.criterion = parts.model, parts.criterion
+        self.train_loader, self.val_loader, self.val_dataset = parts.train_loader, parts.val_loader, parts.val_dataset
+        self.model = self.net
+        if self.info.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        self.iters_per_epoch = len(self.train_loader)
+        if self.iters_per_epoch == 0:
+            raise ValueError(f"the training split gives no batch of {tc.batch_size // self.info.world_size} images")
+        total = tc.epochs * self.iters_per_epoch if tc.max_iters is None else min(tc.max_iters, tc.epochs *
+                                                                                    self.iters_per_epoch)
+        self.lr = scaled_lr(tc.lr, tc.batch_size, tc.ref_batch_size)
+        self.optimizer = build_optimizer(self.net, name=tc.optimizer, lr=self.lr, momentum=tc.momentum,
+                                         weight_decay=tc.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, schedule=tc.lr_schedule, iters_per_epoch=self.iters_per_epoch,
+                                         total_iters=total, lr_steps=tc.lr_steps, gamma=tc.lr_gamma,
+                                         warmup_iters=tc.warmup_iters, warmup_mode=tc.warmup_mode,
+                                         warmup_factor=tc.warmup_factor)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.ckpt = ck.CheckpointManager(self.run_dir, keep=tc.keep_checkpoints)
+        self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl" if self.rank0 else None)
+        self.tb = TensorBoardWriter(self.run_dir / "tensorboard" if self.rank0 else None)
+        self.env = environment_info()
+        if self.rank0:
+            save_resolved_config(cfg, self.run_dir)
+        self.epoch = self.iteration = self.epoch_step = 0  # completed epochs / steps / steps in the current epoch
+        self.best_ap, self.best_epoch, self.last_metrics = -math.inf, -1, None
+        self._evaluated_at = -1
+        self.epoch_rng: dict | None = None
+        self.last_checkpoint: Path | None = None
+        self._resume_rng: dict | None = None
+        self._prepare_resume()
+        log.info("run %s: %d process(es) on %s, %d it/epoch, lr %.3g (batch %d, ref %d), amp %s", self.run_dir,
+                 self.info.world_size, self.device, self.iters_per_epoch, self.lr, tc.batch_size, tc.ref_batch_size,
+                 self.amp)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def _prepare_resume(self) -> None:
+        latest = self.ckpt.latest()
+        if not self.resume:
+            if latest is not None:
+                raise FileExistsError(f"{self.run_dir} already holds checkpoints ({latest.name}): pass --resume to "
+                                      "continue it, or choose another name / output_dir")
+            return
+        if latest is None:
+            log.warning("--resume: no checkpoint in %s, starting from scratch", self.run_dir / ck.CKPT_DIR)
+            return
+        self._load(latest)
+
+    def _state(self) -> dict[str, Any]:
+        sb = getattr(self.criterion, "self_balance", None)
+        return {
+            "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "self_balance": dist_utils.all_gather_object(sb.state_dict() if sb is not None else None),
+            "rng": dist_utils.all_gather_object(ck.capture_rng_state()),
+            "epoch_rng": dist_utils.all_gather_object(self.epoch_rng),
+            "epoch": self.epoch, "iteration": self.iteration, "epoch_step": self.epoch_step,
+            "best_ap": self.best_ap, "best_epoch": self.best_epoch, "world_size": self.info.world_size,
+            "config": config_to_dict(self.cfg), "environment": self.env,
+        }
+
+    def _save(self) -> Path | None:
+        state = self._state()  # collective (all ranks gather RNG/SB states)
+        path = None
+        if self.rank0:
+            path = self.ckpt.save(state, epoch=self.epoch, iteration=self.iteration)
+        self.last_checkpoint = path
+        dist_utils.barrier()
+        return path
+
+    def _load(self, path: Path) -> None:
+        state = ck.load_checkpoint(path, required=("model", "optimizer", "scheduler", "epoch", "iteration", "rng"))
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        # keep the schedule of the current config (e.g. more epochs); restore only the position in it
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.scheduler.lr_lambdas)})
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        rank = self.info.rank if state.get("world_size") == self.info.world_size else 0
+        sb = getattr(self.criterion, "self_balance", None)
+        if sb is not None and state.get("self_balance") and state["self_balance"][rank] is not None:
+            sb.load_state_dict(state["self_balance"][rank])
+        self.epoch, self.iteration, self.epoch_step = state["epoch"], state["iteration"], state["epoch_step"]
+        self.best_ap, self.best_epoch = state["best_ap"], state["best_epoch"]
+        self.epoch_rng = state["epoch_rng"][rank]
+        ck.restore_rng_state(state["rng"][rank])
+        self._resume_rng = state["rng"][rank] if self.epoch_step else None
+        self.last_checkpoint = path
+        log.info("resumed from %s (epoch %d, iteration %d%s)", path, self.epoch, self.iteration,
+                 f", step {self.epoch_step} of the epoch" if self.epoch_step else "")
+
+    def _on_iteration(self, iteration: int, values: dict[str, float]) -> None:
+        self.iteration = iteration
+        self.epoch_step += 1
+        n = self.cfg.train.checkpoint_interval_iters
+        if n and iteration % n == 0 and self.epoch_step < self.iters_per_epoch:
+            self._save()
+
+    # ------------------------------------------------------------------------------------------- loop
+    def _batches(self) -> Iterator:
+        if self.epoch_step:  # mid-epoch resume: replay the epoch's data order from its starting RNG state
+            ck.restore_rng_state(self.epoch_rng)
+            _set_epoch(self.train_loader, self.epoch)
+            return _resumed_batches(self.train_loader, self.epoch_step, self._resume_rng)
+        self.epoch_rng = ck.capture_rng_state()
+        _set_epoch(self.train_loader, self.epoch)
+        return iter(self.train_loader)
+
+    def _evaluate(self) -> dict[str, Any]:
+        results = evaluate(self.model, self.val_loader, self.device, amp=self.amp, show_progress=self.show_progress,
+                           desc=f"eval epoch {self.epoch}")
+        metrics = self.metrics_fn(self.val_dataset, results) if self.rank0 else None
+        metrics = dist_utils.broadcast_object(metrics)
+        scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.tb.scalars(scalars, self.iteration, prefix="eval/")
+        log.info("eval after epoch %d: %s", self.epoch, "  ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+        self.last_metrics, self._evaluated_at = metrics, self.iteration
+        return scalars
+
+    def _eval_due(self, final: bool = False) -> bool:
+        interval = self.cfg.train.eval_interval
+        if interval <= 0 or self.val_loader is None:
+            return False
+        if final:
+            return self._evaluated_at != self.iteration
+        return self.epoch % interval == 0 or self.epoch == self.cfg.train.epochs
+
+    def _record_best(self, scalars: dict[str, float], path: Path | None) -> None:
+        if scalars.get("AP", -math.inf) > self.best_ap:
+            self.best_ap, self.best_epoch = scalars["AP"], self.epoch
+            if self.rank0 and path is not None:
+                self.ckpt.save_best(path)
+
+    def fit(self) -> dict[str, Any]:
+        """Trains until ``train.epochs`` (or ``train.max_iters``); returns a summary of the run."""
+        tc = self.cfg.train
+        try:
+            while self.epoch < tc.epochs and (tc.max_iters is None or self.iteration < tc.max_iters):
+                self._run_epoch()
+            if self._eval_due(final=True):  # e.g. a max_iters stop inside an epoch
+                self._record_best(self._evaluate(), self.last_checkpoint)
+        finally:
+            self.tb.close()
+        return {"run_dir": str(self.run_dir), "epoch": self.epoch, "iteration": self.iteration,
+                "best_ap": self.best_ap, "best_epoch": self.best_epoch, "metrics": self.last_metrics,
+                "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
+
+    def _run_epoch(self) -> None:
+        tc, tic = self.cfg.train, time.perf_counter()
+        batches = self._batches()
+        try:
+            stats = train_one_epoch(
+                self.model, self.criterion, batches, self.optimizer, self.scheduler, self.device, self.epoch,
+                start_iteration=self.iteration, num_batches=self.iters_per_epoch - self.epoch_step,
+                scaler=self.scaler, amp=self.amp, grad_clip=tc.grad_clip, log_interval=tc.log_interval,
+                max_iters=tc.max_iters, jsonl=self.jsonl, tensorboard=self.tb, on_iteration=self._on_iteration,
+                show_progress=self.show_progress)
+        except NonFiniteLossError as err:
+            kept = self.ckpt.latest() if self.rank0 else None
+            log.error("%s; training stopped. Last good checkpoint: %s", err,
+                      kept if kept is not None else "none (no checkpoint written yet)")
+            raise
+        if self.epoch_step < self.iters_per_epoch:  # stopped by max_iters inside the epoch
+            self._save()
+            return
+        sb = getattr(self.criterion, "self_balance", None)
+        if sb is not None:
+            sb.update(distributed=self.info.distributed)
+        self.epoch, self.epoch_step = self.epoch + 1, 0
+        scalars = self._evaluate() if self._eval_due() else {}
+        improved = scalars.get("AP", -math.inf) > self.best_ap
+        if improved:
+            self.best_ap, self.best_epoch = scalars["AP"], self.epoch
+        path = self._save()
+        if improved and self.rank0:
+            self.ckpt.save_best(path)
+        train_means = {k: v for k, v in stats.items() if k not in ("epoch", "iteration", "steps", "stopped_early")}
+        self.jsonl.write({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration,
+                          "seconds": time.perf_counter() - tic, "sb_weight_next": getattr(sb, "weight", None),
+                          **{f"train_{k}": v for k, v in train_means.items()}, **scalars})
+        log.info("epoch %d/%d done in %.0f s: loss %.4f (cls %.4f, loc %.4f)", self.epoch, tc.epochs,
+                 time.perf_counter() - tic, stats.get("total", math.nan), stats.get("cls", math.nan),
+                 stats.get("loc", math.nan))

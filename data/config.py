@@ -1,0 +1,129 @@
+"""`DataConfig`: the `data` section of the run config (dataset location, presets, loader, augmentation).
+
+Defaults follow the AP-Loss ablation code (see `../shared/docs/reference-settings.md`, section Data);
+`SSDAugConfig.mmdet()` gives the mmdetection / standard-SSD variant of the augmentation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+INTERPOLATIONS = ("linear", "area", "nearest", "cubic", "lanczos4")
+LIGHTING_MODES = ("pca", "channel_swap", "none")
+NORMALIZE_MODES = ("bgr_mean", "rgb_mean_std")
+TRAIN_PRESETS = ("ssd", "flip", "none")
+EVAL_PRESETS = ("eval",)
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"data config: {key}: {msg}")
+
+
+def _check_range(value: List[float], key: str, lo: float, hi: float) -> None:
+    _check(len(value) == 2, key, f"expected [low, high], got {value!r}")
+    _check(lo <= value[0] <= value[1] <= hi, key, f"need {lo} <= low <= high <= {hi}, got {value!r}")
+
+
+def _check_prob(value: float, key: str) -> None:
+    _check(0.0 <= value <= 1.0, key, f"probability must be in [0, 1], got {value!r}")
+
+
+@dataclass
+class SSDAugConfig:
+    """Parameters of the `ssd` training preset (photometric -> expand -> min-IoU crop -> flip -> resize).
+
+    Defaults: AP-Loss ablation code. Units: brightness in pixel values (0..255), hue in degrees, contrast and
+    saturation as multiplicative factors, expand ratio as the side of the canvas over the image side.
+    `crop_modes` entries: `null` keeps the whole image, a float is the minimum IoU a crop must reach with the
+    ground truth (`0.0` = any crop); one mode is drawn uniformly per image.
+    """
+
+    brightness_prob: float = 0.5
+    brightness_delta: float = 32.0
+    contrast_prob: float = 0.5
+    contrast_range: List[float] = field(default_factory=lambda: [0.5, 1.5])
+    saturation_prob: float = 0.5
+    saturation_range: List[float] = field(default_factory=lambda: [0.5, 1.5])
+    hue_prob: float = 0.5
+    hue_delta: float = 18.0
+    contrast_first_prob: float = 0.5  # contrast before (else after) the HSV ops
+    lighting: str = "pca"  # 'pca' (AlexNet lighting noise) | 'channel_swap' (mmdet/SSD) | 'none'
+    lighting_prob: float = 0.5
+    lighting_std: float = 0.1
+    expand_prob: float = 0.5
+    expand_ratio: List[float] = field(default_factory=lambda: [1.0, 4.0])
+    crop_modes: List[Optional[float]] = field(default_factory=lambda: [None, 0.1, 0.3, 0.7, 0.9, 0.0])
+    crop_require: str = "any"  # 'any': some box reaches the IoU (ablation) | 'all': every box (mmdet/SSD)
+    crop_trials: int = 50
+    crop_scale: List[float] = field(default_factory=lambda: [0.3, 1.0])  # crop side / image side
+    crop_aspect: List[float] = field(default_factory=lambda: [0.5, 2.0])  # crop h / w
+    flip_prob: float = 0.5
+    interpolations: List[str] = field(default_factory=lambda: list(INTERPOLATIONS))
+
+    @classmethod
+    def mmdet(cls) -> "SSDAugConfig":
+        """The mmdetection release / standard SSD variant (channel swap, mode 0.5, all boxes reach the IoU)."""
+        return cls(lighting="channel_swap", crop_modes=[None, 0.1, 0.3, 0.5, 0.7, 0.9, 0.0],
+                   crop_require="all", interpolations=["linear"])
+
+    def __post_init__(self) -> None:
+        for name in ("brightness", "contrast", "saturation", "hue", "contrast_first", "lighting", "expand", "flip"):
+            _check_prob(getattr(self, f"{name}_prob"), f"ssd.{name}_prob")
+        _check(0.0 <= self.brightness_delta <= 255.0, "ssd.brightness_delta", "must be in [0, 255]")
+        _check(0.0 <= self.hue_delta <= 180.0, "ssd.hue_delta", "must be in [0, 180] degrees")
+        _check_range(self.contrast_range, "ssd.contrast_range", 0.0, float("inf"))
+        _check_range(self.saturation_range, "ssd.saturation_range", 0.0, float("inf"))
+        _check(self.lighting in LIGHTING_MODES, "ssd.lighting", f"must be one of {LIGHTING_MODES}")
+        _check(self.lighting_std >= 0.0, "ssd.lighting_std", "must be >= 0")
+        _check_range(self.expand_ratio, "ssd.expand_ratio", 1.0, float("inf"))
+        _check(len(self.crop_modes) > 0, "ssd.crop_modes", "must not be empty")
+        for mode in self.crop_modes:
+            _check(mode is None or 0.0 <= mode <= 1.0, "ssd.crop_modes", f"entries are null or an IoU in [0, 1], got {mode!r}")
+        _check(self.crop_require in ("any", "all"), "ssd.crop_require", "must be 'any' or 'all'")
+        _check(self.crop_trials >= 1, "ssd.crop_trials", "must be >= 1")
+        _check_range(self.crop_scale, "ssd.crop_scale", 0.0, 1.0)
+        _check(self.crop_scale[1] > 0.0, "ssd.crop_scale", "high must be > 0")
+        _check_range(self.crop_aspect, "ssd.crop_aspect", 0.0, float("inf"))
+        _check(len(self.interpolations) > 0, "ssd.interpolations", "must not be empty")
+        for name in self.interpolations:
+            _check(name in INTERPOLATIONS, "ssd.interpolations", f"unknown {name!r}; choose from {INTERPOLATIONS}")
+
+
+@dataclass
+class DataConfig:
+    """Dataset location, presets and loader settings.
+
+    COCO layout: `<root>/annotations/instances_<split>.json` and images in `<root>/<split>/`.
+    Sizes in pixels: training resizes to `train_size`² ignoring aspect; evaluation resizes the short side to
+    `eval_short_side` with the long side capped at `eval_max_size`; batches are padded to `pad_divisor`.
+    """
+
+    root: str = "datasets/coco"
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    train_preset: str = "ssd"  # 'ssd' | 'flip' (flip + resize) | 'none' (resize only)
+    eval_preset: str = "eval"
+    train_size: int = 512
+    eval_short_side: int = 500
+    eval_max_size: int = 833
+    pad_divisor: int = 128
+    num_workers: int = 2
+    pin_memory: bool = True
+    on_bad_image: str = "error"  # 'error' | 'skip' (counted, reported by dataset.bad_image_report())
+    aspect_grouping: bool = False  # eval batches of landscape-only / portrait-only images
+    normalize: str = "bgr_mean"  # 'bgr_mean' (ablation code) | 'rgb_mean_std' (mmdet, torchvision weights)
+    ssd: SSDAugConfig = field(default_factory=SSDAugConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ssd, dict):  # tolerate a plain mapping (e.g. from YAML) for the nested section
+            self.ssd = SSDAugConfig(**self.ssd)
+        _check(bool(self.root), "root", "must not be empty")
+        _check(self.train_preset in TRAIN_PRESETS, "train_preset", f"must be one of {TRAIN_PRESETS}")
+        _check(self.eval_preset in EVAL_PRESETS, "eval_preset", f"must be one of {EVAL_PRESETS}")
+        for key in ("train_size", "eval_short_side", "eval_max_size", "pad_divisor"):
+            _check(getattr(self, key) >= 1, key, "must be >= 1")
+        _check(self.eval_max_size >= self.eval_short_side, "eval_max_size", "must be >= eval_short_side")
+        _check(self.num_workers >= 0, "num_workers", "must be >= 0")
+        _check(self.on_bad_image in ("error", "skip"), "on_bad_image", "must be 'error' or 'skip'")
+        _check(self.normalize in NORMALIZE_MODES, "normalize", f"must be one of {NORMALIZE_MODES}")

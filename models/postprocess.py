@@ -1,0 +1,103 @@
+"""Detections from raw outputs: sigmoid, per-level top-k, decode, clip, per-class NMS, map to original pixels."""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms, clip_boxes_to_image
+
+from .box_coder import BoxCoder
+
+
+def _pair(value, key: str) -> Tuple[float, float]:
+    """A scalar or a 2-sequence/tensor -> (a, b) floats; scalars are repeated."""
+    if isinstance(value, Tensor):
+        value = value.tolist()
+    if isinstance(value, (int, float)):
+        return float(value), float(value)
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return float(value[0]), float(value[1])
+    raise ValueError(f"postprocess: target[{key!r}] must be a number or a pair, got {value!r}")
+
+
+def image_geometry(target: Dict) -> Tuple[Tuple[float, float], Tuple[int, int], Tuple[int, int]]:
+    """((sy, sx), un-padded input (h, w), original (h, w)) of one target dict.
+
+    `scale` is a float or (sy, sx) with original = transformed / scale; the input size is `input_size` when
+    present, else round(orig_size * scale).
+    """
+    for key in ("orig_size", "scale"):
+        if key not in target:
+            raise KeyError(f"postprocess: target (image_id {target.get('image_id')}) has no {key!r}")
+    sy, sx = _pair(target["scale"], "scale")
+    oh, ow = _pair(target["orig_size"], "orig_size")
+    if "input_size" in target:
+        ih, iw = _pair(target["input_size"], "input_size")
+    else:
+        ih, iw = oh * sy, ow * sx
+    return (sy, sx), (int(round(ih)), int(round(iw))), (int(round(oh)), int(round(ow)))
+
+
+class PostProcessor:
+    """Turns raw outputs into per-image detections.
+
+    Args:
+        coder: box coder of the model. score_threshold: keep candidates with sigmoid score > this (0.05).
+        pre_nms_topk: candidates kept per level (1000). nms_iou: per-class NMS IoU (0.5).
+        max_detections: detections kept per image (100).
+    """
+
+    def __init__(self, *, coder: BoxCoder, score_threshold: float = 0.05, pre_nms_topk: int = 1000,
+                 nms_iou: float = 0.5, max_detections: int = 100) -> None:
+        self.coder = coder
+        self.score_threshold = score_threshold
+        self.pre_nms_topk = pre_nms_topk
+        self.nms_iou = nms_iou
+        self.max_detections = max_detections
+
+    def candidates(self, logits: Tensor, level_counts: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor]:
+        """Per-level top-k (anchor, class) pairs of one image over the threshold.
+
+        Args:
+            logits: (HWA, K). level_counts: anchors per level.
+        Returns:
+            scores (C,), anchor indices (C,), class indices (C,).
+        """
+        k = logits.shape[1]
+        scores, anchors, classes, start = [], [], [], 0
+        for count in level_counts:
+            s = torch.sigmoid(logits[start:start + count]).reshape(-1)
+            idx = (s > self.score_threshold).nonzero(as_tuple=True)[0]
+            s = s[idx]
+            if s.numel() > self.pre_nms_topk:
+                s, top = s.topk(self.pre_nms_topk)
+                idx = idx[top]
+            scores.append(s)
+            anchors.append(idx // k + start)
+            classes.append(idx % k)
+            start += count
+        return torch.cat(scores), torch.cat(anchors), torch.cat(classes)
+
+    @torch.no_grad()
+    def __call__(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_counts: Sequence[int],
+                 targets: Sequence[Dict]) -> List[Dict[str, Tensor]]:
+        """Detections of a batch.
+
+        Args:
+            cls_logits: (N, HWA, K). box_deltas: (N, HWA, 4). anchors: (HWA, 4) xyxy pixels of the padded input.
+            level_counts: anchors per level. targets: N dicts with `orig_size`, `scale` (and optional
+                `input_size`), see `image_geometry`.
+        Returns:
+            N dicts: boxes (D, 4) xyxy in original image pixels, scores (D,), labels (D,) int64 class indices.
+        """
+        if len(targets) != cls_logits.shape[0]:
+            raise ValueError(f"postprocess: {cls_logits.shape[0]} images but {len(targets)} targets")
+        results = []
+        for logits, deltas, target in zip(cls_logits, box_deltas, targets):
+            (sy, sx), input_hw, (oh, ow) = image_geometry(target)
+            scores, anchor_idx, labels = self.candidates(logits, level_counts)
+            boxes = clip_boxes_to_image(self.coder.decode(deltas[anchor_idx], anchors[anchor_idx]), input_hw)
+            keep = batched_nms(boxes.float(), scores.float(), labels, self.nms_iou)[:self.max_detections]
+            boxes = boxes[keep] / boxes.new_tensor([sx, sy, sx, sy])
+            results.append({"boxes": clip_boxes_to_image(boxes, (oh, ow)), "scores": scores[keep],
+                            "labels": labels[keep]})
+        return results

@@ -1,0 +1,87 @@
+"""The detector: backbone + FPN + head returning raw outputs, plus anchors, loss targets and post-processing.
+
+`forward` is the same in train and eval mode; the loss lives in `alrp/` and consumes `loss_targets(...)`.
+"""
+from typing import Callable, Dict, List, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .anchors import AnchorGenerator
+from .assigners import Assignment
+from .box_coder import BoxCoder
+from .postprocess import PostProcessor
+from .targets import LossTargets, build_loss_targets
+
+Assigner = Callable[..., Assignment]
+
+
+def _target_tensor(target: Dict, key: str, shape_tail: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """target[key] as a tensor on `device`; a missing `crowd_boxes` is empty; bad shapes name the image."""
+    if key not in target:
+        if key == "crowd_boxes":
+            return torch.zeros(0, 4, dtype=dtype, device=device)
+        raise KeyError(f"loss_targets: target (image_id {target.get('image_id')}) has no {key!r}")
+    value = torch.as_tensor(target[key], device=device)
+    value = value.reshape(0, *shape_tail) if value.numel() == 0 else value
+    if tuple(value.shape[1:]) != shape_tail:
+        expected = "(n" + "".join(f", {d}" for d in shape_tail) + ")"
+        raise ValueError(f"loss_targets: target[{key!r}] of image_id {target.get('image_id')} has shape "
+                         f"{tuple(value.shape)}, expected {expected}")
+    return value.to(dtype)
+
+
+class RetinaNet(nn.Module):
+    """Single-stage detector with A anchors per location and K sigmoid classes.
+
+    Args:
+        backbone: module images -> {"c3", "c4", "c5"}. fpn: module -> [P3..P7]. head: module -> raw outputs.
+        anchor_generator, box_coder, assigner, postprocessor: see their modules. num_classes: K.
+    """
+
+    def __init__(self, *, backbone: nn.Module, fpn: nn.Module, head: nn.Module, anchor_generator: AnchorGenerator,
+                 box_coder: BoxCoder, assigner: Assigner, postprocessor: PostProcessor, num_classes: int) -> None:
+        super().__init__()
+        self.backbone, self.fpn, self.head = backbone, fpn, head
+        self.anchor_generator = anchor_generator
+        self.box_coder = box_coder
+        self.assigner = assigner
+        self.postprocessor = postprocessor
+        self.num_classes = num_classes
+
+    def forward(self, images: Tensor) -> Dict[str, Tensor]:
+        """(N, 3, H, W) -> {"cls_logits": (N, HWA, K), "box_deltas": (N, HWA, 4)} raw logits and deltas."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"RetinaNet: expected images (N, 3, H, W), got {tuple(images.shape)}")
+        return self.head(self.fpn(self.backbone(images)))
+
+    def anchors(self, images: Tensor) -> Tensor:
+        """(HWA, 4) xyxy pixel anchors of the padded input `images` (N, 3, H, W); cached per size and device."""
+        return self.anchor_generator(tuple(images.shape[-2:]), images.device)
+
+    def assign(self, anchors: Tensor, targets: Sequence[Dict]) -> List[Assignment]:
+        """One `Assignment` per target dict (`boxes`, `labels`, optional `crowd_boxes`)."""
+        counts = self.anchor_generator.level_counts(anchors)
+        out = []
+        for t in targets:
+            boxes = _target_tensor(t, "boxes", (4,), anchors.dtype, anchors.device)
+            labels = _target_tensor(t, "labels", (), torch.int64, anchors.device).reshape(-1)
+            if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+                raise ValueError(f"loss_targets: labels of image_id {t.get('image_id')} must be in "
+                                 f"[0, {self.num_classes - 1}], got {labels.tolist()}")
+            crowd = _target_tensor(t, "crowd_boxes", (4,), anchors.dtype, anchors.device)
+            out.append(self.assigner(anchors, boxes, labels, crowd, counts))
+        return out
+
+    def loss_targets(self, outputs: Dict[str, Tensor], anchors: Tensor, targets: Sequence[Dict]) -> LossTargets:
+        """Assigns every image and flattens to (anchor, class) pairs; see `models.targets`."""
+        assignments = self.assign(anchors, targets)
+        gt = [_target_tensor(t, "boxes", (4,), anchors.dtype, anchors.device) for t in targets]
+        return build_loss_targets(outputs["cls_logits"], outputs["box_deltas"], anchors, assignments, gt,
+                                  self.box_coder)
+
+    def postprocess(self, outputs: Dict[str, Tensor], anchors: Tensor,
+                    targets: Sequence[Dict]) -> List[Dict[str, Tensor]]:
+        """Per-image dicts boxes (D, 4) in original image pixels, scores (D,), labels (D,); see `models.postprocess`."""
+        counts = self.anchor_generator.level_counts(anchors)
+        return self.postprocessor(outputs["cls_logits"], outputs["box_deltas"], anchors, counts, targets)

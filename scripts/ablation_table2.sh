@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Paper Table 2 (ablation, R-50, 500 scale, COCO minival): AP Loss -> aLRP (IoU) -> +SB -> GIoU -> +ATSS.
+# Usage: scripts/ablation_table2.sh [--dry-run] [--smoke] [--gpus N] [--output-dir DIR] [--set key=value ...]
+# Then: python scripts/collect_results.py runs/table2/* --out runs/table2/results.md
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Python: $PYTHON, else the project venv, else python3 on PATH.
+py="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
+exec "$py" scripts/sweep.py --sweep table2 \
+  configs/t2_aploss.yaml \
+  configs/t2_alrp_iou_nosb.yaml \
+  configs/t2_alrp_iou_sb.yaml \
+  configs/t2_alrp_giou_sb.yaml \
+  configs/t2_alrp_giou_sb_atss.yaml \
+  "$@"

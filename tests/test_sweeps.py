@@ -1,0 +1,211 @@
+"""Sweep scripts, results collection and the balance plot (scripts/sweep.py, collect_results.py, plot_balance.py).
+
+Fabricated run folders stand in for real runs where only the file formats matter; one smoke sweep runs the real
+train.py / eval.py on a tiny dataset when they exist.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+collect = _load_script("collect_results")
+sweep = _load_script("sweep")
+plot_balance = _load_script("plot_balance")
+
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=120, **kw)
+
+
+def _fake_run(root: Path, name: str, loss: dict, metrics: dict | None, model: dict | None = None) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    config = {"name": name, "loss": loss, "model": model or {"backbone": {"name": "resnet50"},
+                                                              "assigner": {"name": "max_iou"}},
+              "data": {"train_size": 512}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    if metrics is not None:
+        (run / "eval_metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+METRICS = {"AP": 0.389, "AP50": 0.581, "AP75": 0.405, "AP90": 0.174, "oLRP": 0.684, "oLRP_loc": 0.166,
+           "oLRP_FP": 0.3, "oLRP_FN": 0.47, "rho": 0.4812, "APs": -1.0, "per_class": {"1": {"AP": 0.3}}}
+
+
+# ------------------------------------------------------------------------------------------- collect_results
+@pytest.mark.parametrize("loss, expected", [
+    ({"name": "alrp", "box_loss": "giou", "self_balance": True}, 1),          # delta
+    ({"name": "alrp", "box_loss": "iou", "self_balance": False}, 2),          # + constant weight
+    ({"name": "ap", "box_loss": "smooth_l1", "self_balance": False}, 3),      # delta, beta, weight (Table 1)
+    ({"name": "ap", "box_loss": "giou", "self_balance": True}, 1),
+    ({"name": "focal", "box_loss": "smooth_l1", "self_balance": False}, 4),   # alpha, gamma, beta, weight
+])
+def test_hyperparameter_count_matches_paper_table1(loss, expected):
+    assert collect.loss_hyperparameters(loss) == expected
+
+
+def test_collect_results_table(tmp_path):
+    alrp = _fake_run(tmp_path, "t2_alrp_giou_sb", {"name": "alrp", "box_loss": "giou", "self_balance": True,
+                                                   "sb_init": 50.0}, METRICS)
+    ap = _fake_run(tmp_path, "t2_aploss", {"name": "ap", "box_loss": "smooth_l1", "self_balance": False,
+                                           "loc_weight": 1.0}, {**METRICS, "AP": 0.1234, "rho": None})
+    pending = _fake_run(tmp_path, "t4_iou_w5", {"name": "alrp", "box_loss": "iou", "self_balance": False,
+                                                "loc_weight": 5.0}, None)
+    out = tmp_path / "results.md"
+    out.write_text("old table\n")  # a glob like runs/table2/* also matches files: they are ignored
+    res = _run([sys.executable, "scripts/collect_results.py", str(alrp), str(ap), str(pending), str(out),
+                "--out", str(out)])
+    assert res.returncode == 0, res.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("| run | method | #hp | AP | AP50 | AP75 | AP90 | oLRP | oLRP_loc")
+    rows = {line.split(" | ")[0].lstrip("| "): [c.strip() for c in line.strip("|").split("|")]
+            for line in lines[2:5]}
+    # ours x100 with one decimal, then the paper's AP / oLRP / rho for that Table 2 row
+    assert rows["t2_alrp_giou_sb"] == ["t2_alrp_giou_sb", "aLRP (w GIoU, SB 50), resnet50, 512", "1", "38.9",
+                                       "58.1", "40.5", "17.4", "68.4", "16.6", "30.0", "47.0", "0.48", "38.9",
+                                       "68.4", "0.48", "Table 2 (minival); rho App. G.1"]
+    assert rows["t2_aploss"][1:5] == ["AP Loss (+ Smooth-L1, w=1), resnet50, 512", "3", "12.3", "58.1"]
+    assert rows["t2_aploss"][11:14] == ["–", "35.5", "71.0"]
+    assert rows["t4_iou_w5"][2:4] == ["2", "pending"] and rows["t4_iou_w5"][-4:] == ["–", "–", "–", ""]
+    assert "t4_iou_w5: no eval_metrics.json yet" in res.stderr
+    assert res.stdout == out.read_text()
+
+
+def test_collect_results_bad_metrics_names_file(tmp_path):
+    run = _fake_run(tmp_path, "broken", {"name": "alrp"}, None)
+    (run / "eval_metrics.json").write_text("{not json")
+    res = _run([sys.executable, "scripts/collect_results.py", str(run)])
+    assert res.returncode == 2
+    assert str(run / "eval_metrics.json") in res.stderr and "Traceback" not in res.stderr
+
+
+def test_method_description_atss_and_wrong_target():
+    cfg = {"loss": {"name": "alrp", "box_loss": "giou", "self_balance": True, "sb_init": 50, "wrong_target": True},
+           "model": {"backbone": {"name": "resnet101"}, "assigner": {"name": "atss"}}, "data": {"train_size": 800}}
+    assert collect.describe_method(cfg) == "aLRP (w GIoU, SB 50) wrong target + ATSS, resnet101, 800"
+
+
+# ---------------------------------------------------------------------------------------------- plot_balance
+def _fake_log(run: Path, ratio: float, n: int = 30) -> None:
+    run.mkdir(parents=True)
+    lines = [json.dumps({"type": "epoch", "epoch": 0})]
+    for it in range(1, n + 1):
+        neg = 1.0 + 0.1 * it
+        lines.append(json.dumps({"type": "iter", "epoch": 0, "iteration": it, "grad_pos_sum": ratio * neg,
+                                 "grad_neg_sum": neg}))
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_plot_balance_png(tmp_path):
+    _fake_log(tmp_path / "alrp", 1.0)
+    _fake_log(tmp_path / "focal", 3.0)
+    out = tmp_path / "fig" / "fig4.png"
+    res = _run([sys.executable, "scripts/plot_balance.py", str(tmp_path / "alrp"), str(tmp_path / "focal"),
+                "--out", str(out)])
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert "alrp: 30 points, median pos/neg ratio 1.000" in res.stdout
+    assert "focal: 30 points, median pos/neg ratio 3.000" in res.stdout
+
+
+def test_plot_balance_reads_jsonl_in_order(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    rows = [{"type": "iter", "iteration": 3, "grad_pos_sum": 3.0, "grad_neg_sum": 6.0},
+            {"type": "iter", "iteration": 1, "grad_pos_sum": 1.0, "grad_neg_sum": 2.0},
+            {"type": "iter", "iteration": 2, "cls": 0.5},  # no gradient statistics: skipped
+            {"type": "epoch", "iteration": 3, "grad_pos_sum": 9.0, "grad_neg_sum": 9.0}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    it, pos, neg = plot_balance.load_balance(run)
+    assert it.tolist() == [1, 3] and pos.tolist() == [1.0, 3.0] and neg.tolist() == [2.0, 6.0]
+
+
+def test_plot_balance_without_statistics_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = _run([sys.executable, "scripts/plot_balance.py", str(tmp_path / "empty"), "--out",
+                str(tmp_path / "x.png")])
+    assert res.returncode == 2 and "empty: no grad_pos_sum/grad_neg_sum" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "x.png").exists()
+
+
+# ------------------------------------------------------------------------------------------------- sweeps
+SWEEPS = {
+    "ablation_table2.sh": ["t2_aploss", "t2_alrp_iou_nosb", "t2_alrp_iou_sb", "t2_alrp_giou_sb",
+                           "t2_alrp_giou_sb_atss"],
+    "ablation_table4.sh": [f"t4_{b}_w{w}" for b in ("iou", "giou") for w in (1, 5, 10, 15, 20)]
+                          + [f"t4_sbinit_{i}" for i in (1, 10, 50, 100)],
+    "ablation_g1.sh": ["g1_ap_sl1", "g1_ap_sl1_sb", "g1_ap_iou", "g1_ap_iou_sb", "g1_ap_giou", "g1_ap_giou_sb"],
+    "table6.sh": ["alrp500_r50", "alrp500_r101", "alrp500_x101", "alrp800_r101", "alrp800_x101"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(SWEEPS))
+def test_sweep_dry_run_prints_torchrun_and_eval(script, tmp_path):
+    res = _run(["bash", f"scripts/{script}", "--dry-run", "--gpus", "4", "--output-dir", str(tmp_path),
+                "--set", "data.root=/data/coco"])
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    names = SWEEPS[script]
+    assert lines[0::3] == [f"# {n} (new)" for n in names]
+    for name, train, evaluate in zip(names, lines[1::3], lines[2::3]):
+        run_dir = tmp_path / name
+        assert train == (f"torchrun --nproc_per_node=4 train.py --config configs/{name}.yaml --output-dir "
+                         f"{tmp_path} --set data.root=/data/coco")
+        assert evaluate == (f"python eval.py --config configs/{name}.yaml --checkpoint {run_dir}/checkpoints/"
+                            f"\"$(cat {run_dir}/checkpoints/latest)\" --json-out {run_dir}/eval_metrics.json "
+                            f"--set data.root=/data/coco output_dir={tmp_path}")
+    assert not any(tmp_path.iterdir()), "a dry run must not create run folders"
+
+
+def test_sweep_skips_finished_and_resumes_started(tmp_path):
+    (tmp_path / "t2_aploss").mkdir()
+    (tmp_path / "t2_aploss" / "eval_metrics.json").write_text("{}")
+    ckpt = tmp_path / "t2_alrp_iou_nosb" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "latest").write_text("ckpt_e0001_i00000010.pth")
+    res = _run(["bash", "scripts/ablation_table2.sh", "--dry-run", "--output-dir", str(tmp_path)])
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"# t2_aploss: done ({tmp_path}/t2_aploss/eval_metrics.json exists), skipped"
+    assert lines[1] == "# t2_alrp_iou_nosb (resume)"
+    assert lines[2].endswith(f"--output-dir {tmp_path} --resume")
+    assert lines[2].startswith("torchrun --nproc_per_node=1 train.py")  # default: $GPUS or 1
+
+
+def test_sweep_smoke_dry_run_uses_tiny_cpu_settings(tmp_path):
+    res = _run(["bash", "scripts/ablation_table2.sh", "--smoke", "--dry-run", "--output-dir", str(tmp_path),
+                "--set", "train.max_iters=1"])
+    assert res.returncode == 0, res.stderr
+    train = res.stdout.splitlines()[1]
+    assert train.startswith("python train.py --config configs/t2_aploss.yaml")
+    for override in ("device=cpu", "model.backbone.name=resnet18", "model.backbone.norm=gn",
+                     "model.fpn.channels=64", "data.train_size=128", "train.max_iters=2",
+                     "data.root=datasets/trees"):
+        assert f" {override}" in train
+    assert train.endswith(" train.max_iters=1"), "user overrides come last so they win"
+
+
+def test_sweep_rejects_missing_config(tmp_path):
+    res = _run([sys.executable, "scripts/sweep.py", "configs/nope.yaml", "--dry-run"])
+    assert res.returncode == 2 and "configs/nope.yaml" in res.stderr

@@ -1,0 +1,122 @@
+"""Trainer runs on tiny fakes: exact resume (epoch boundary, after a crash, mid-epoch), NaN stop, best checkpoint."""
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from alrp import checkpoint as ck
+from alrp.config import Config, EvalConfig, TrainConfig
+from alrp.engine import NonFiniteLossError
+from alrp.trainer import Parts, Trainer
+from train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
+
+
+def _parts_builder(crash_at_call=None, nan_at_call=None):
+    def build(cfg, device, info):
+        criterion = FakeCriterion(nan_at_call=nan_at_call, crash_at_call=crash_at_call)
+        train = DataLoader(FakeDataset(12, flip=True), batch_size=cfg.train.batch_size // info.world_size,
+                           shuffle=True, collate_fn=collate)  # order and flips from the global RNG
+        val = DataLoader(FakeDataset(4), batch_size=2, collate_fn=collate)
+        return Parts(model=FakeDetector().to(device), criterion=criterion, train_loader=train, val_loader=val,
+                     val_dataset=val.dataset)
+    return build
+
+
+def _metrics(dataset, results):
+    return {"AP": sum(r["score"] for r in results) / max(len(results), 1), "n": len(results)}
+
+
+def _cfg(tmp_path, name="run", **train):
+    base = dict(epochs=3, batch_size=4, ref_batch_size=4, lr=0.05, lr_steps=[2], warmup_iters=2, log_interval=2,
+                keep_checkpoints=2, eval_interval=1)
+    base.update(train)
+    return Config(name=name, output_dir=str(tmp_path), device="cpu", seed=3, train=TrainConfig(**base),
+                  eval=EvalConfig(batch_size=2))
+
+
+def _fit(cfg, resume=False, **builder):
+    trainer = Trainer(cfg, resume=resume, parts_builder=_parts_builder(**builder), metrics_fn=_metrics,
+                      show_progress=False)
+    return trainer, trainer.fit()
+
+
+def _weights(trainer):
+    return {k: v.clone() for k, v in trainer.net.state_dict().items()}
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 3-epoch run (3 iterations per epoch)."""
+    tmp = tmp_path_factory.mktemp("ref")
+    trainer, summary = _fit(_cfg(tmp))
+    return trainer, summary
+
+
+def test_reference_run_folder(reference):
+    trainer, summary = reference
+    run = trainer.run_dir
+    assert summary["epoch"] == 3 and summary["iteration"] == 9
+    assert (run / "config.yaml").is_file() and (run / "environment.json").is_file()
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines if r["type"] == "epoch"] == [1, 2, 3]
+    assert all("AP" in r and "train_cls" in r for r in lines if r["type"] == "epoch")
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    names = [p.name for p in trainer.ckpt.list()]
+    assert names == ["ckpt_e0002_i00000006.pth", "ckpt_e0003_i00000009.pth"]  # keep_checkpoints=2
+    state = ck.load_checkpoint(trainer.ckpt.latest())
+    assert state["config"]["train"]["epochs"] == 3 and "git_commit" in state["environment"]
+    assert state["epoch"] == 3 and state["iteration"] == 9 and state["epoch_step"] == 0
+    assert state["self_balance"][0]["weight"] == trainer.criterion.self_balance.weight != 2.0  # SB updated
+    best = ck.load_checkpoint(run / "checkpoints" / "best.pth")
+    assert best["best_ap"] == max(r["AP"] for r in lines if r["type"] == "epoch")
+    assert best["epoch"] == best["best_epoch"]
+
+
+def test_resume_at_epoch_boundary_is_exact(tmp_path, reference):
+    _, first = _fit(_cfg(tmp_path, max_iters=3))  # stops exactly after epoch 1
+    assert first["epoch"] == 1 and first["iteration"] == 3
+    trainer, summary = _fit(_cfg(tmp_path), resume=True)
+    assert summary["iteration"] == 9
+    _assert_same(_weights(trainer), _weights(reference[0]))
+    assert trainer.criterion.self_balance.weight == reference[0].criterion.self_balance.weight
+
+
+def test_resume_after_a_crash_inside_an_epoch_is_exact(tmp_path, reference):
+    with pytest.raises(KeyboardInterrupt):
+        _fit(_cfg(tmp_path), crash_at_call=5)  # killed at iteration 5 (epoch 2); last checkpoint: epoch 1
+    assert ck.find_latest(tmp_path / "run").name == "ckpt_e0001_i00000003.pth"
+    trainer, _ = _fit(_cfg(tmp_path), resume=True)
+    _assert_same(_weights(trainer), _weights(reference[0]))
+
+
+def test_mid_epoch_checkpoint_resume_replays_data_order(tmp_path, reference):
+    _fit(_cfg(tmp_path, checkpoint_interval_iters=4, max_iters=5, keep_checkpoints=5))
+    names = [p.name for p in ck.CheckpointManager(tmp_path / "run").list()]
+    assert names == ["ckpt_e0001_i00000003.pth", "ckpt_e0001_i00000004.pth", "ckpt_e0001_i00000005.pth"]
+    # drop the stop checkpoint: resume from iteration 4, one step into epoch 2
+    (tmp_path / "run" / "checkpoints" / names[-1]).unlink()
+    trainer, summary = _fit(_cfg(tmp_path, checkpoint_interval_iters=4), resume=True)
+    assert summary["iteration"] == 9
+    _assert_same(_weights(trainer), _weights(reference[0]))
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, caplog):
+    with pytest.raises(NonFiniteLossError, match="iteration 5: loc"):
+        _fit(_cfg(tmp_path), nan_at_call=5)
+    latest = ck.find_latest(tmp_path / "run")
+    assert latest.name == "ckpt_e0001_i00000003.pth"
+    assert torch.isfinite(torch.cat([v.flatten() for v in ck.load_checkpoint(latest)["model"].values()])).all()
+
+
+def test_existing_run_needs_resume_and_resume_without_checkpoint_starts_fresh(tmp_path):
+    _, summary = _fit(_cfg(tmp_path, epochs=1, eval_interval=0), resume=True)  # nothing to resume: fresh
+    assert summary["iteration"] == 3 and summary["metrics"] is None
+    with pytest.raises(FileExistsError, match="--resume"):
+        _fit(_cfg(tmp_path, epochs=1))

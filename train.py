@@ -1,0 +1,57 @@
+"""Train a detector: ``python train.py --config configs/alrp_r50_500.yaml [--set train.lr=0.004 ...] [--resume]``.
+
+Multi-GPU / multi-process: ``torchrun --nproc_per_node=8 train.py --config ...`` (``train.batch_size`` is the total
+over all processes). The run folder is ``output_dir/name`` (``name`` defaults to the config file's stem).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from alrp import distributed as dist_utils
+from alrp.checkpoint import CheckpointError
+from alrp.config import ConfigError, load_config
+from alrp.engine import NonFiniteLossError
+from alrp.logging import get_logger
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="experiment YAML (configs/*.yaml)")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. --set train.lr=0.004 data.root=/coco")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the latest checkpoint of the run folder (fresh start if there is none)")
+    parser.add_argument("--output-dir", help="parent folder of the run folder (same as --set output_dir=...)")
+    parser.add_argument("--name", help="run folder name (same as --set name=...; default: the config's stem)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bars (logs and JSON lines only)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = list(args.overrides)
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.name:
+        overrides.append(f"name={args.name}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    from alrp.trainer import Trainer  # imports torch/data/models: after the config is known to be valid
+
+    try:
+        summary = Trainer(cfg, resume=args.resume, show_progress=not args.no_progress).fit()
+    except (NonFiniteLossError, CheckpointError, FileExistsError) as err:
+        get_logger("train").error("%s", err)
+        return 1
+    finally:
+        dist_utils.cleanup()
+    get_logger("train").info("done: %s", summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
