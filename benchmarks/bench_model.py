@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="images per step (default 1 on CPU, 8 on CUDA)")
     parser.add_argument("--iters", type=int, default=None, help="timed iterations (default 3 on CPU, 20 on CUDA)")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--p6-from", default="c5", choices=["c5", "p5"],
+                        help="our P6 source: c5 (default, ablation code) or p5 (torchvision's design)")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -118,7 +120,7 @@ def main() -> None:
     if cuda:
         torch.backends.cudnn.benchmark = True
 
-    ours = build_detector(ModelConfig(), num_classes=80).to(device)
+    ours = build_detector(ModelConfig(fpn={"p6_from": args.p6_from}), num_classes=80).to(device)
     tv_run = torchvision_model(device)
     images = torch.randn(batch, 3, args.size, args.size, device=device)
     ours.eval(), tv_run.module.eval()
@@ -136,7 +138,8 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {threads} threads"
-    print(f"device: {name}; input {batch}x3x{args.size}x{args.size}; median of {iters} iterations")
+    print(f"device: {name}; input {batch}x3x{args.size}x{args.size}; median of {iters} iterations; "
+          f"our P6 from {args.p6_from.upper()}")
     print(f"{'per image':<34}{'ours (ms)':>12}{'torchvision (ms)':>18}{'ratio':>8}")
     for label, res in (("forward (no grad)", fwd), ("forward + backward", fb)):
         o, t = res["ours"] / batch * 1e3, res["torchvision"] / batch * 1e3

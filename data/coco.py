@@ -85,7 +85,9 @@ class CocoDetection(Dataset):
 
     def __getitem__(self, key: ItemKey) -> Tuple[torch.Tensor, Dict[str, Any]]:
         index, seed, epoch = (int(key), 0, 0) if not isinstance(key, (tuple, list)) else (int(k) for k in key)
-        rng = np.random.default_rng((seed, epoch, index))
+        if not 0 <= index < len(self.records):
+            raise IndexError(f"index {index} out of range for {len(self.records)} images ({self.ann_file})")
+        rng = np.random.default_rng((seed % 2**32, epoch % 2**32, index))
         image, record = self._load(index)
         target = {"boxes": record.boxes.copy(), "labels": record.labels.copy(),
                   "crowd_boxes": record.crowd_boxes.copy(), "scale": 1.0}

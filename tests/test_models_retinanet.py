@@ -157,3 +157,23 @@ def test_atss_config_builds_one_anchor_ratio(small):
     lt = model.loss_targets(out, model.anchors(images), [{"boxes": torch.tensor([[20.0, 20, 70, 60]]),
                                                           "labels": torch.tensor([1])}])
     assert out["cls_logits"].shape[1] == 2 * (256 + 64 + 16 + 4 + 1) and lt.num_pos > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_everything_stays_on_the_input_device():
+    device = torch.device("cuda")
+    model = build_detector(ModelConfig(**SMALL), 3).to(device)
+    images = torch.randn(2, 3, 256, 192, device=device)
+    out = model(images)
+    anchors = model.anchors(images)
+    targets = [{"boxes": torch.tensor([[10.0, 10, 90, 120]], device=device), "labels": torch.tensor([2]),
+                "crowd_boxes": torch.tensor([[100.0, 100, 180, 250]]), "orig_size": (256, 192), "scale": 1.0},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "orig_size": (512, 384),
+                "scale": 0.5}]
+    lt = model.loss_targets(out, anchors, targets)
+    assert anchors.device.type == lt.targets.device.type == lt.pos_pred_boxes.device.type == "cuda"
+    (lt.logits.sum() + lt.pos_pred_boxes.sum()).backward()
+    out = {k: v.detach() + 5 for k, v in model(images).items()}
+    dets = model.postprocess(out, anchors, targets)
+    assert dets[0]["boxes"].device.type == "cuda" and len(dets[0]["scores"]) == 100
+    assert dets[1]["boxes"][:, 2].max() <= 384 and dets[1]["boxes"][:, 3].max() <= 512

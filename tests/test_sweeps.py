@@ -209,3 +209,49 @@ def test_sweep_smoke_dry_run_uses_tiny_cpu_settings(tmp_path):
 def test_sweep_rejects_missing_config(tmp_path):
     res = _run([sys.executable, "scripts/sweep.py", "configs/nope.yaml", "--dry-run"])
     assert res.returncode == 2 and "configs/nope.yaml" in res.stderr
+
+
+# ------------------------------------------------------------------------------------- smoke sweep (real)
+def test_table2_smoke_sweep_end_to_end(tmp_path):
+    """The real table-2 sweep with --smoke on a tiny synthetic dataset: four runs are marked finished beforehand
+    (skipped), the fifth (aLRP, GIoU, SB) trains 2 iterations and is evaluated; then the results table and the
+    balance figure are made from its folder."""
+    pytest.importorskip("alrp.trainer")
+    if not (REPO / "train.py").is_file() or not (REPO / "eval.py").is_file():
+        pytest.skip("train.py / eval.py not present")
+    from data.synthetic import write_synthetic_coco
+
+    data_root = tmp_path / "data"
+    write_synthetic_coco(data_root, "train", 2, size=(96, 128))
+    write_synthetic_coco(data_root, "val", 2, size=(96, 128), seed=1)
+    runs = tmp_path / "runs"
+    done = [n for n in SWEEPS["ablation_table2.sh"] if n != "t2_alrp_giou_sb"]
+    for name in done:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "eval_metrics.json").write_text(json.dumps(METRICS))
+    res = _run(["bash", "scripts/ablation_table2.sh", "--smoke", "--smoke-data", str(data_root),
+                "--output-dir", str(runs)], )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for name in done:
+        assert f"# {name}: done" in res.stdout
+    run = runs / "t2_alrp_giou_sb"
+    metrics = json.loads((run / "eval_metrics.json").read_text())
+    assert {"AP", "AP50", "AP75", "AP90", "oLRP", "oLRP_loc", "oLRP_FP", "oLRP_FN", "rho"} <= set(metrics)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["backbone"]["name"] == "resnet18" and config["train"]["max_iters"] == 2
+    assert list((run / "eval").glob("*_results.json")), "eval.py wrote its detections into the sweep's run folder"
+
+    table = collect.results_table(sorted(p for p in runs.iterdir()))
+    row = next(line for line in table.splitlines() if line.startswith("| t2_alrp_giou_sb |"))
+    assert "| aLRP (w GIoU, SB 50), resnet18, 128 | 1 |" in row and row.endswith("| 38.9 | 68.4 | 0.48 | "
+                                                                                 "Table 2 (minival); rho App. G.1 |")
+    it, pos, neg = plot_balance.load_balance(run)
+    assert it.tolist() == [1, 2]
+    assert pos == pytest.approx(neg, rel=1e-4), "Theorem 2: aLRP's positive and negative gradient sums are equal"
+    out = tmp_path / "fig4.png"
+    plot_balance.plot([("alrp", (it, pos, neg))], out)
+    assert out.stat().st_size > 0
+
+    again = _run(["bash", "scripts/ablation_table2.sh", "--smoke", "--smoke-data", str(data_root),
+                  "--output-dir", str(runs), "--dry-run"])
+    assert again.stdout.count(": done (") == 5, again.stdout
