@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -33,11 +34,12 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def init_distributed(device: torch.device) -> DistInfo:
+def init_distributed(device: torch.device, timeout: timedelta | None = None) -> DistInfo:
     """Joins the process group described by the environment (``env://``) if one was launched.
 
     Args:
         device: the device type to train on (``cpu`` or ``cuda``); with CUDA each process takes ``cuda:LOCAL_RANK``.
+        timeout: how long collectives wait for the other processes (the backend's default when None).
 
     Returns:
         The process's ``DistInfo``. Without torchrun variables (or with ``WORLD_SIZE=1``) nothing is initialised.
@@ -59,7 +61,8 @@ def init_distributed(device: torch.device) -> DistInfo:
     else:
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size)
+        kwargs = {"timeout": timeout} if timeout is not None else {}
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size, **kwargs)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 

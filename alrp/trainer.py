@@ -63,12 +63,14 @@ def build_parts(cfg: Config, device: torch.device, info: dist_utils.DistInfo) ->
     import models
     from alrp.criterion import build_criterion
 
-    train_set = data.build_dataset(cfg.data, "train", train=True)
-    train_loader = data.build_loader(train_set, cfg.data, train=True, batch_size=cfg.train.batch_size // info.world_size,
+    splits = {"train": cfg.data.train_split, "val": cfg.data.val_split}
+    train_set = data.build_dataset(cfg.data, splits["train"], train=True)
+    per_process = cfg.train.batch_size // info.world_size
+    train_loader = data.build_loader(train_set, cfg.data, train=True, batch_size=per_process,
                                      distributed=info.distributed, seed=cfg.seed)
     val_set = val_loader = None
     if cfg.train.eval_interval > 0:
-        val_set = data.build_dataset(cfg.data, cfg.eval.split, train=False)
+        val_set = data.build_dataset(cfg.data, splits[cfg.eval.split], train=False)
         val_loader = data.build_loader(val_set, cfg.data, train=False, batch_size=cfg.eval.batch_size,
                                        distributed=info.distributed, seed=cfg.seed)
     model = models.build_detector(cfg.model, train_set.num_classes).to(device)
@@ -124,6 +126,11 @@ class Trainer:
         self.amp = tc.amp and self.device.type == "cuda"
         if tc.amp and not self.amp:
             log.warning("train.amp is only supported on CUDA: training in float32 on %s", self.device)
+        self.ckpt = ck.CheckpointManager(self.run_dir, keep=tc.keep_checkpoints)
+        latest = self.ckpt.latest()
+        if latest is not None and not resume:
+            raise FileExistsError(f"{self.run_dir} already holds checkpoints ({latest.name}): pass --resume to "
+                                  "continue it, or choose another name / output_dir")
         seed_everything(cfg.seed)
         parts = parts_builder(cfg, self.device, self.info)
         self.net, self.criterion = parts.model, parts.criterion
@@ -145,7 +152,6 @@ class Trainer:
                                          warmup_iters=tc.warmup_iters, warmup_mode=tc.warmup_mode,
                                          warmup_factor=tc.warmup_factor)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
-        self.ckpt = ck.CheckpointManager(self.run_dir, keep=tc.keep_checkpoints)
         self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl" if self.rank0 else None)
         self.tb = TensorBoardWriter(self.run_dir / "tensorboard" if self.rank0 else None)
         self.env = environment_info()
@@ -157,19 +163,14 @@ class Trainer:
         self.epoch_rng: dict | None = None
         self.last_checkpoint: Path | None = None
         self._resume_rng: dict | None = None
-        self._prepare_resume()
+        if resume:
+            self._resume_from(latest)
         log.info("run %s: %d process(es) on %s, %d it/epoch, lr %.3g (batch %d, ref %d), amp %s", self.run_dir,
                  self.info.world_size, self.device, self.iters_per_epoch, self.lr, tc.batch_size, tc.ref_batch_size,
                  self.amp)
 
     # ------------------------------------------------------------------------------------------- checkpoints
-    def _prepare_resume(self) -> None:
-        latest = self.ckpt.latest()
-        if not self.resume:
-            if latest is not None:
-                raise FileExistsError(f"{self.run_dir} already holds checkpoints ({latest.name}): pass --resume to "
-                                      "continue it, or choose another name / output_dir")
-            return
+    def _resume_from(self, latest: Path | None) -> None:
         if latest is None:
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.run_dir / ck.CKPT_DIR)
             return
@@ -203,7 +204,8 @@ class Trainer:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         # keep the schedule of the current config (e.g. more epochs); restore only the position in it
-        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.scheduler.lr_lambdas)})
+        no_lambdas = [None] * len(self.scheduler.lr_lambdas)
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": no_lambdas})
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
         rank = self.info.rank if state.get("world_size") == self.info.world_size else 0

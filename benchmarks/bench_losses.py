@@ -92,19 +92,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_step(step: Callable, inputs, device: torch.device, repeats: int) -> float:
-    """Median wall time (ms) of one fwd+bwd (after one warm-up run)."""
+def time_steps(steps: dict[str, Callable], inputs, device: torch.device, repeats: int,
+               warmup: bool = True) -> dict[str, float]:
+    """Median wall time (ms) of one fwd+bwd per method, after a warm-up run each (if ``warmup``).
+
+    Methods are timed in interleaved rounds so that a shared machine's load drifts affect them alike.
+    """
     logits, targets, loc = inputs
-    times = []
-    for i in range(repeats + 1):
-        x = logits.detach().requires_grad_()
-        _sync(device)
-        t0 = time.perf_counter()
-        step(x, targets, loc)
-        _sync(device)
-        if i:
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(repeats + int(warmup)):
+        for name, step in steps.items():
+            x = logits.detach().requires_grad_()
+            _sync(device)
+            t0 = time.perf_counter()
+            step(x, targets, loc)
+            _sync(device)
+            if i or not warmup:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def peak_memory_mb(step: Callable, inputs, device: torch.device) -> float:
@@ -146,24 +151,25 @@ def main() -> None:
     repeats = 2 if args.quick else args.repeats
     methods = {"focal": step_focal, "alrp": step_alrp, "ap": step_ap, "oracle": step_oracle}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}; median of {repeats} runs")
+    print(f"device: {name}; torch {torch.__version__}; median of {repeats} interleaved runs (oracle: 1 run)")
     print(f"{'images':>6} {'scores':>6} {'pairs M':>10} {'P':>5} {'method':>7} {'fwd+bwd ms':>11} "
           f"{'peak MB':>8} {'x focal':>8}")
     headline = None
     for images, dist in itertools.product(sizes, ["early", "late"]):
         inputs = make_batch(images, dist, device)
         m, p = inputs[0].numel(), int((inputs[1] == 1).sum())
-        results = {}
-        for method, step in methods.items():
-            if method == "oracle" and (args.quick or relevant_pairs(inputs) > ORACLE_MAX_PAIRS):
+        timed = {k: v for k, v in methods.items() if k != "oracle"}
+        results = time_steps(timed, inputs, device, repeats)
+        run_oracle = not args.quick and relevant_pairs(inputs) <= ORACLE_MAX_PAIRS
+        if run_oracle:
+            results["oracle"] = time_steps({"oracle": step_oracle}, inputs, device, 1, warmup=False)["oracle"]
+        for method in methods:
+            if method not in results:
                 print(f"{images:>6} {dist:>6} {m:>10,} {p:>5} {method:>7} {'skipped (too slow)':>21}")
                 continue
-            reps = 1 if method == "oracle" else repeats
-            ms = time_step(step, inputs, device, reps)
-            mem = peak_memory_mb(step, inputs, device) if method != "oracle" else float("nan")
-            results[method] = ms
-            ratio = ms / results["focal"]
-            print(f"{images:>6} {dist:>6} {m:>10,} {p:>5} {method:>7} {ms:>11.1f} {mem:>8.1f} {ratio:>8.2f}")
+            mem = peak_memory_mb(methods[method], inputs, device) if method != "oracle" else float("nan")
+            print(f"{images:>6} {dist:>6} {m:>10,} {p:>5} {method:>7} {results[method]:>11.1f} {mem:>8.1f} "
+                  f"{results[method] / results['focal']:>8.2f}")
         if images == 2 and dist == "early":
             headline = results["alrp"] / results["focal"]
     print(f"alrp/focal fwd+bwd ratio (2 img, early): {headline:.2f}")

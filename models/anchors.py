@@ -85,9 +85,12 @@ class AnchorGenerator:
     def level_counts(self, anchors: Tensor) -> List[int]:
         """Number of anchors of each level in an anchor tensor made by this generator.
 
-        Levels are recognised from the anchor sides (sqrt of area = base_scale * stride * scale), so no state
-        has to travel with the tensor.
+        A tensor from this generator's cache is looked up; any other is recognised from its anchor sides
+        (sqrt of area = base_scale * stride * scale), so no state has to travel with the tensor.
         """
+        for cached, counts in self._cache.values():
+            if anchors is cached:
+                return list(counts)
         a = self.num_anchors_per_location
         if anchors.shape[0] % a:
             raise ValueError(f"{anchors.shape[0]} anchors is not a multiple of A = {a}")

@@ -54,28 +54,28 @@ class PostProcessor:
         self.nms_iou = nms_iou
         self.max_detections = max_detections
 
-    def candidates(self, logits: Tensor, level_counts: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor]:
-        """Per-level top-k (anchor, class) pairs of one image over the threshold.
+    def candidates(self, cls_logits: Tensor, level_counts: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per-level top-k (anchor, class) pairs of every image, batched over images.
+
+        Top-k runs on the logits (sigmoid is monotonic), then scores under the threshold are marked invalid: the
+        same as taking the top k of the pairs over the threshold, without a host sync per level.
 
         Args:
-            logits: (HWA, K). level_counts: anchors per level.
+            cls_logits: (N, HWA, K). level_counts: anchors per level.
         Returns:
-            scores (C,), anchor indices (C,), class indices (C,).
+            scores (N, C), anchor indices (N, C), class indices (N, C), valid (N, C) bool, C = sum of per-level k.
         """
-        k = logits.shape[1]
+        n, _, k = cls_logits.shape
         scores, anchors, classes, start = [], [], [], 0
         for count in level_counts:
-            s = torch.sigmoid(logits[start:start + count]).reshape(-1)
-            idx = (s > self.score_threshold).nonzero(as_tuple=True)[0]
-            s = s[idx]
-            if s.numel() > self.pre_nms_topk:
-                s, top = s.topk(self.pre_nms_topk)
-                idx = idx[top]
-            scores.append(s)
+            logits = cls_logits[:, start:start + count].reshape(n, count * k)
+            top, idx = logits.topk(min(self.pre_nms_topk, count * k), dim=1)
+            scores.append(torch.sigmoid(top))
             anchors.append(idx // k + start)
             classes.append(idx % k)
             start += count
-        return torch.cat(scores), torch.cat(anchors), torch.cat(classes)
+        scores = torch.cat(scores, dim=1)
+        return scores, torch.cat(anchors, dim=1), torch.cat(classes, dim=1), scores > self.score_threshold
 
     @torch.no_grad()
     def __call__(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_counts: Sequence[int],
@@ -91,13 +91,15 @@ class PostProcessor:
         """
         if len(targets) != cls_logits.shape[0]:
             raise ValueError(f"postprocess: {cls_logits.shape[0]} images but {len(targets)} targets")
+        scores, anchor_idx, labels, valid = self.candidates(cls_logits, level_counts)  # (N, C) each
+        deltas = box_deltas.gather(1, anchor_idx.unsqueeze(-1).expand(-1, -1, 4))  # (N, C, 4)
+        boxes = self.coder.decode(deltas, anchors[anchor_idx])  # (N, C, 4) input pixels
         results = []
-        for logits, deltas, target in zip(cls_logits, box_deltas, targets):
+        for i, target in enumerate(targets):
             (sy, sx), input_hw, (oh, ow) = image_geometry(target)
-            scores, anchor_idx, labels = self.candidates(logits, level_counts)
-            boxes = clip_boxes_to_image(self.coder.decode(deltas[anchor_idx], anchors[anchor_idx]), input_hw)
-            keep = batched_nms(boxes.float(), scores.float(), labels, self.nms_iou)[:self.max_detections]
-            boxes = boxes[keep] / boxes.new_tensor([sx, sy, sx, sy])
-            results.append({"boxes": clip_boxes_to_image(boxes, (oh, ow)), "scores": scores[keep],
-                            "labels": labels[keep]})
+            v = valid[i]
+            b, s, lab = clip_boxes_to_image(boxes[i][v], input_hw), scores[i][v], labels[i][v]
+            keep = batched_nms(b.float(), s.float(), lab, self.nms_iou)[:self.max_detections]
+            b = b[keep] / b.new_tensor([sx, sy, sx, sy])
+            results.append({"boxes": clip_boxes_to_image(b, (oh, ow)), "scores": s[keep], "labels": lab[keep]})
         return results

@@ -67,16 +67,21 @@ class RunPlan:
     eval_cmd: list[str] | None
 
 
-def config_name(config: Path) -> str:
-    """The run name of a config: its `name:` key resolved through `_base_` by the real loader, else the file stem."""
+class SweepConfigError(RuntimeError):
+    """A config of the sweep does not load (with the sweep's overrides): found before any run starts."""
+
+
+def config_name(config: Path, overrides: list[str]) -> str:
+    """The run name of a config (its `name`, default the file stem), checking that it loads with `overrides`."""
+    sys.path.insert(0, str(REPO_ROOT))
     try:
-        sys.path.insert(0, str(REPO_ROOT))
-        from alrp.config import load_config  # imported lazily: dry runs work before the package exists
-    except ImportError:
-        return config.stem
+        from alrp.config import ConfigError, load_config
     finally:
         sys.path.pop(0)
-    return str(getattr(load_config(str(config)), "name", None) or config.stem)
+    try:
+        return str(load_config(config, overrides).name or config.stem)
+    except ConfigError as err:
+        raise SweepConfigError(f"config error: {err}") from None
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -110,7 +115,7 @@ def _overrides_args(overrides: list[str]) -> list[str]:
 def plan_run(config: Path, output_dir: Path, overrides: list[str], gpus: int, launcher: str,
              python: str) -> RunPlan:
     """Decides what to do for one config given the state of its run folder."""
-    name = config_name(config)
+    name = config_name(config, overrides)
     run_dir = output_dir / name
     if (run_dir / METRICS_FILE).is_file():
         return RunPlan(config, name, run_dir, "done", None, None)
@@ -203,8 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[sweep] smoke data {args.smoke_data} not found: run `python scripts/prepare_demo_data.py` "
               "first or pass --smoke-data", file=sys.stderr)
         return 2
+    try:
+        plans = build_plans(args)  # loads every config first: a typo fails now, not after days of training
+    except SweepConfigError as err:
+        print(f"[sweep] {err}", file=sys.stderr)
+        return 2
     failed: list[str] = []
-    for plan in build_plans(args):
+    for plan in plans:
         if plan.status == "done":
             print(f"# {plan.name}: done ({plan.run_dir / METRICS_FILE} exists), skipped", flush=True)
             continue

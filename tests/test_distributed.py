@@ -1,6 +1,7 @@
 """DDP on CPU (gloo): 2 processes x batch 2 == 1 process x batch 4 (losses, weights, SB weight, gathered eval)."""
 import os
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -45,17 +46,28 @@ def _run(world_size: int) -> dict:
             "iteration": iteration}
 
 
-def _worker(rank: int, world_size: int, port: int, out_path: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank))
+def _env(rank: int, world_size: int, port: int) -> dict:
+    return dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                LOCAL_RANK=str(rank))
+
+
+def _rank(rank: int, world_size: int) -> dict:
+    """Joins the group (torchrun-style environment already set), trains, leaves."""
+    info = du.init_distributed(torch.device("cpu"), timeout=timedelta(seconds=120))
+    try:
+        assert (info.rank, info.world_size, du.get_world_size()) == (rank, world_size, world_size)
+        result = _run(world_size)
+        assert du.all_reduce_sum(torch.tensor([float(rank)])).item() == sum(range(world_size))
+        return result
+    finally:
+        du.cleanup()
+
+
+def _child(rank: int, world_size: int, port: int) -> None:
+    """Entry point of the spawned process(es): ranks 1..world_size-1."""
+    os.environ.update(_env(rank, world_size, port))
     torch.set_num_threads(1)
-    info = du.init_distributed(torch.device("cpu"))
-    assert (info.rank, info.world_size, du.get_world_size()) == (rank, world_size, world_size)
-    result = _run(world_size)
-    assert du.all_reduce_sum(torch.tensor([float(rank)])).item() == sum(range(world_size))
-    if rank == 0:
-        torch.save(result, out_path)
-    du.cleanup()
+    _rank(rank, world_size)
 
 
 def _free_port() -> int:
@@ -65,16 +77,21 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
-def test_two_gloo_processes_match_one_process(tmp_path):
-    out_path = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(2, _free_port(), str(out_path)), nprocs=2, join=True)
-    ddp = torch.load(out_path, weights_only=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def test_two_gloo_processes_match_one_process(monkeypatch):
+    """Rank 0 runs in this process, rank 1 in a spawned one (one interpreter start instead of two)."""
+    port = _free_port()
+    for key, value in _env(0, 2, port).items():
+        monkeypatch.setenv(key, value)
+    child = mp.get_context("spawn").Process(target=_child, args=(1, 2, port), daemon=True)
+    child.start()
     try:
-        single = _run(1)
+        ddp = _rank(0, 2)
     finally:
-        torch.set_num_threads(threads)
+        child.join(timeout=120)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0, f"rank 1 failed with exit code {child.exitcode}"
+    single = _run(1)
     assert ddp["iteration"] == single["iteration"] == EPOCHS * 2
     torch.testing.assert_close(ddp["losses"], single["losses"], rtol=1e-5, atol=1e-6)
     assert ddp["sb"] == pytest.approx(single["sb"], rel=1e-5) and single["sb"] != 2.0

@@ -12,6 +12,15 @@ from alrp.optim import build_optimizer, build_scheduler
 from train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _setup(n=8, batch=2, lr=0.05, warmup=2):
     torch.manual_seed(0)
     model, criterion = FakeDetector(), FakeCriterion()

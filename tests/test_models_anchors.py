@@ -64,7 +64,8 @@ def test_cache_returns_the_same_tensor_per_size_and_device():
 def test_level_counts_are_recovered_from_the_anchors(size, kw):
     gen = default_generator(**kw)
     anchors, counts = gen.grid_anchors(feature_sizes(size, gen.strides), torch.device("cpu"))
-    assert gen.level_counts(anchors) == list(counts)
+    assert gen.level_counts(anchors) == list(counts)  # cached tensor
+    assert gen.level_counts(anchors.clone()) == list(counts)  # recognised from the anchor sides
 
 
 def test_level_counts_rejects_foreign_anchors():

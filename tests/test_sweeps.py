@@ -160,12 +160,43 @@ SWEEPS = {
 }
 
 
-@pytest.mark.parametrize("script", sorted(SWEEPS))
-def test_sweep_dry_run_prints_torchrun_and_eval(script, tmp_path):
-    res = _run(["bash", f"scripts/{script}", "--dry-run", "--gpus", "4", "--output-dir", str(tmp_path),
-                "--set", "data.root=/data/coco"])
+@pytest.fixture(scope="module")
+def echo_python(tmp_path_factory) -> Path:
+    """A stand-in for $PYTHON that prints its arguments: shows what a wrapper script passes to sweep.py."""
+    fake = tmp_path_factory.mktemp("bin") / "echo_python.sh"
+    fake.write_text('#!/usr/bin/env bash\necho "$@"\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def _sweep_argv(script: str, fake: Path) -> list[str]:
+    """The arguments a wrapper script passes to sweep.py (without the script path)."""
+    return _wrapper_output(script, fake).split()[1:]
+
+
+def _wrapper_output(script: str, fake: Path) -> str:
+    res = subprocess.run(["bash", f"scripts/{script}", "--dry-run"], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "PYTHON": str(fake)}, timeout=30)
     assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
+    return res.stdout
+
+
+@pytest.mark.parametrize("script", sorted(SWEEPS))
+def test_wrapper_scripts_pass_their_configs_to_sweep(script, echo_python):
+    argv = _wrapper_output(script, echo_python).split()
+    assert argv[0] == "scripts/sweep.py" and argv[1] == "--sweep" and argv[-1] == "--dry-run"
+    configs = [a for a in argv if a.endswith(".yaml")]
+    assert configs == [f"configs/{n}.yaml" for n in SWEEPS[script]]
+    assert all((REPO / c).is_file() for c in configs)
+
+
+@pytest.mark.parametrize("script", sorted(SWEEPS))
+def test_sweep_dry_run_prints_torchrun_and_eval(script, tmp_path, capsys, monkeypatch, echo_python):
+    monkeypatch.chdir(REPO)
+    rc = sweep.main([*_sweep_argv(script, echo_python), "--gpus", "4", "--output-dir", str(tmp_path),
+                     "--set", "data.root=/data/coco"])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
     names = SWEEPS[script]
     assert lines[0::3] == [f"# {n} (new)" for n in names]
     for name, train, evaluate in zip(names, lines[1::3], lines[2::3]):
@@ -178,26 +209,28 @@ def test_sweep_dry_run_prints_torchrun_and_eval(script, tmp_path):
     assert not any(tmp_path.iterdir()), "a dry run must not create run folders"
 
 
-def test_sweep_skips_finished_and_resumes_started(tmp_path):
+def test_sweep_skips_finished_and_resumes_started(tmp_path, capsys, monkeypatch, echo_python):
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("GPUS", raising=False)
     (tmp_path / "t2_aploss").mkdir()
     (tmp_path / "t2_aploss" / "eval_metrics.json").write_text("{}")
     ckpt = tmp_path / "t2_alrp_iou_nosb" / "checkpoints"
     ckpt.mkdir(parents=True)
     (ckpt / "latest").write_text("ckpt_e0001_i00000010.pth")
-    res = _run(["bash", "scripts/ablation_table2.sh", "--dry-run", "--output-dir", str(tmp_path)])
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
+    assert sweep.main([*_sweep_argv("ablation_table2.sh", echo_python), "--output-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"# t2_aploss: done ({tmp_path}/t2_aploss/eval_metrics.json exists), skipped"
     assert lines[1] == "# t2_alrp_iou_nosb (resume)"
     assert lines[2].endswith(f"--output-dir {tmp_path} --resume")
     assert lines[2].startswith("torchrun --nproc_per_node=1 train.py")  # default: $GPUS or 1
+    assert lines[4] == "# t2_alrp_iou_sb (new)"
 
 
-def test_sweep_smoke_dry_run_uses_tiny_cpu_settings(tmp_path):
-    res = _run(["bash", "scripts/ablation_table2.sh", "--smoke", "--dry-run", "--output-dir", str(tmp_path),
-                "--set", "train.max_iters=1"])
-    assert res.returncode == 0, res.stderr
-    train = res.stdout.splitlines()[1]
+def test_sweep_smoke_dry_run_uses_tiny_cpu_settings(tmp_path, capsys, monkeypatch, echo_python):
+    monkeypatch.chdir(REPO)
+    assert sweep.main([*_sweep_argv("ablation_table2.sh", echo_python), "--smoke", "--output-dir", str(tmp_path),
+                       "--set", "train.max_iters=1"]) == 0
+    train = capsys.readouterr().out.splitlines()[1]
     assert train.startswith("python train.py --config configs/t2_aploss.yaml")
     for override in ("device=cpu", "model.backbone.name=resnet18", "model.backbone.norm=gn",
                      "model.fpn.channels=64", "data.train_size=128", "train.max_iters=2",
@@ -206,7 +239,16 @@ def test_sweep_smoke_dry_run_uses_tiny_cpu_settings(tmp_path):
     assert train.endswith(" train.max_iters=1"), "user overrides come last so they win"
 
 
-def test_sweep_rejects_missing_config(tmp_path):
+def test_sweep_config_errors_stop_before_any_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    rc = sweep.main(["configs/t2_aploss.yaml", "--output-dir", str(tmp_path), "--set", "train.lr_typo=1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "config error" in err and "train.lr_typo" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_sweep_rejects_missing_config():
     res = _run([sys.executable, "scripts/sweep.py", "configs/nope.yaml", "--dry-run"])
     assert res.returncode == 2 and "configs/nope.yaml" in res.stderr
 
@@ -214,7 +256,7 @@ def test_sweep_rejects_missing_config(tmp_path):
 # ------------------------------------------------------------------------------------- smoke sweep (real)
 def test_table2_smoke_sweep_end_to_end(tmp_path):
     """The real table-2 sweep with --smoke on a tiny synthetic dataset: four runs are marked finished beforehand
-    (skipped), the fifth (aLRP, GIoU, SB) trains 2 iterations and is evaluated; then the results table and the
+    (skipped), the fifth (aLRP, GIoU, SB) trains its one-iteration epoch and is evaluated; then the results table and the
     balance figure are made from its folder."""
     pytest.importorskip("alrp.trainer")
     if not (REPO / "train.py").is_file() or not (REPO / "eval.py").is_file():
@@ -230,7 +272,7 @@ def test_table2_smoke_sweep_end_to_end(tmp_path):
         (runs / name).mkdir(parents=True)
         (runs / name / "eval_metrics.json").write_text(json.dumps(METRICS))
     res = _run(["bash", "scripts/ablation_table2.sh", "--smoke", "--smoke-data", str(data_root),
-                "--output-dir", str(runs)], )
+                "--output-dir", str(runs)])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     for name in done:
         assert f"# {name}: done" in res.stdout
@@ -246,7 +288,7 @@ def test_table2_smoke_sweep_end_to_end(tmp_path):
     assert "| aLRP (w GIoU, SB 50), resnet18, 128 | 1 |" in row and row.endswith("| 38.9 | 68.4 | 0.48 | "
                                                                                  "Table 2 (minival); rho App. G.1 |")
     it, pos, neg = plot_balance.load_balance(run)
-    assert it.tolist() == [1, 2]
+    assert it.tolist() == [1]  # 2 training images, batch 2, 1 epoch
     assert pos == pytest.approx(neg, rel=1e-4), "Theorem 2: aLRP's positive and negative gradient sums are equal"
     out = tmp_path / "fig4.png"
     plot_balance.plot([("alrp", (it, pos, neg))], out)

@@ -12,6 +12,15 @@ from alrp.trainer import Parts, Trainer
 from train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _parts_builder(crash_at_call=None, nan_at_call=None):
     def build(cfg, device, info):
         criterion = FakeCriterion(nan_at_call=nan_at_call, crash_at_call=crash_at_call)
@@ -120,3 +129,55 @@ def test_existing_run_needs_resume_and_resume_without_checkpoint_starts_fresh(tm
     assert summary["iteration"] == 3 and summary["metrics"] is None
     with pytest.raises(FileExistsError, match="--resume"):
         _fit(_cfg(tmp_path, epochs=1))
+
+
+# ------------------------------------------------------------------------------------------- real parts, via the CLI
+TINY_YAML = """
+seed: 0
+device: cpu
+output_dir: {out}
+data: {{root: {root}, train_split: train, val_split: val, train_preset: ssd, train_size: 128, eval_short_side: 128,
+        eval_max_size: 128, pad_divisor: 128, num_workers: 0, pin_memory: false}}
+model:
+  backbone: {{name: resnet18, norm: gn, frozen_stages: 4}}
+  fpn: {{channels: 64}}
+  head: {{channels: 64, num_convs: 1, norm: gn}}
+  postprocess: {{score_threshold: 0.0}}
+loss: {{name: alrp, box_loss: giou, self_balance: true, sb_init: 50.0}}
+train: {{epochs: 2, batch_size: 2, ref_batch_size: 2, optimizer: sgd, lr: 0.01, warmup_iters: 1, lr_steps: [1],
+         log_interval: 1, eval_interval: 1, keep_checkpoints: 2}}
+eval: {{batch_size: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    from data.synthetic import write_synthetic_coco
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    write_synthetic_coco(tmp / "coco", "train", num_images=2, size=(96, 128), seed=1)  # 1 iteration per epoch
+    write_synthetic_coco(tmp / "coco", "val", num_images=1, size=(96, 128), seed=2)
+    path = tmp / "tiny.yaml"
+    path.write_text(TINY_YAML.format(out=tmp / "runs", root=tmp / "coco"))
+    return path
+
+
+def test_cli_real_parts_resume_is_exact(tiny_config):
+    """train.py with the real data (SSD augmentation), RetinaNet and aLRP Loss: interrupted + resumed == straight."""
+    import train
+
+    base = ["--config", str(tiny_config), "--no-progress"]
+    assert train.main(base + ["--name", "straight"]) == 0
+    assert train.main(base + ["--name", "resumed", "--set", "train.max_iters=1"]) == 0  # stops after epoch 1
+    assert train.main(base + ["--name", "resumed"]) == 1  # refuses to overwrite without --resume
+    assert train.main(base + ["--name", "resumed", "--resume"]) == 0
+    runs = tiny_config.parent / "runs"
+    a = ck.load_checkpoint(ck.find_latest(runs / "straight"))
+    b = ck.load_checkpoint(ck.find_latest(runs / "resumed"))
+    assert a["iteration"] == b["iteration"] == 2 and a["epoch"] == b["epoch"] == 2
+    _assert_same(a["model"], b["model"])
+    assert a["self_balance"] == b["self_balance"] and a["self_balance"][0]["weight"] != 50.0
+    epochs = [json.loads(x) for x in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in epochs if r["type"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and all("oLRP" in r and "AP" in r for r in epochs)
+    assert (runs / "straight" / "checkpoints" / "best.pth").is_file()

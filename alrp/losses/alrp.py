@@ -57,8 +57,8 @@ def _hard_cumulative_loc(ps: ranking.PairStructure, loc_sorted: Tensor, rank_sor
     """
     zero = loc_sorted.new_zeros(1)
     at_or_after = torch.cat([loc_sorted.flip(0).cumsum(0).flip(0), zero])  # (P + 1,) sum over sorted index >= m
-    first_tied = torch.searchsorted(ps.pos_values, ps.pos_values, right=False)
-    after_tied = torch.searchsorted(ps.pos_values, ps.pos_values, right=True)
+    first_tied = torch.searchsorted(ps.pos_scores, ps.pos_scores, right=False)
+    after_tied = torch.searchsorted(ps.pos_scores, ps.pos_scores, right=True)
     above = at_or_after[after_tied]
     tied = at_or_after[first_tied] - above  # includes E_loc(i) itself
     return ((above + 0.5 * (tied + loc_sorted)) / rank_sorted.to(loc_sorted.dtype)).mean()

@@ -13,7 +13,7 @@ AP Loss, aLRP Loss and NDCG Loss only differ in ``l - l*`` (``excess`` below) an
 
 How it is fast: every quantity is a sum of ``H`` over pairs, and ``H(s - s_i)`` is piecewise linear in ``s`` with
 breakpoints ``s_i -+ delta``. The 2P sorted breakpoints cut the score axis into 2P + 1 bins. Each negative is
-placed in its bin once (``searchsorted``); per-bin counts and sums of scores (float64) then give every
+placed in its bin once (:func:`bucketize`, an exact ``searchsorted`` through a uniform-grid table); per-bin counts and sums of scores (float64) then give every
 ``N_FP(i)`` by prefix sums, and the negatives' gradient is ``A[bin] + B[bin] * s`` with per-bin coefficients
 built from prefix sums over the positives. Cost: a few passes over the M logits plus O(P log P); memory O(M).
 """
@@ -55,6 +55,7 @@ class PairStructure:
         delta: smoothing of the step function.
         pos_index: (P,) int64 position in the logits of each sorted positive.
         pos_order: (P,) int64 index among positives (in order of appearance) of each sorted positive.
+        pos_scores: (P,) float32 logits of the sorted positives (ascending, not centred: exact ties).
         pos_values: (P,) float32 centred logits of the sorted positives (ascending).
         edges: (2P,) float32 sorted breakpoints ``pos_values -+ delta``.
         k_lo, k_hi: (P,) int64 bin index of ``pos_values - delta`` / ``pos_values + delta``: a score lies in
@@ -67,6 +68,7 @@ class PairStructure:
     delta: float
     pos_index: Tensor
     pos_order: Tensor
+    pos_scores: Tensor
     pos_values: Tensor
     edges: Tensor
     k_lo: Tensor
@@ -93,10 +95,10 @@ def _grid_cells(x: Tensor, lo: float, inv_width: float, num_cells: int) -> Tenso
 def bucketize(edges: Tensor, values: Tensor, cells_per_edge: int = 64) -> Tensor:
     """Exact ``searchsorted(edges, values, right=True)`` (= number of edges <= value), faster for many values.
 
-    A uniform grid over ``[edges[0], edges[-1]]`` (plus two cells each side) maps each value to a cell with a few elementwise ops. The
-    float32 cell map is monotone, so a cell at distance >= 2 from every edge's cell (the margin absorbs a one-cell
-    difference between vectorised and scalar code paths) has one answer for all its values, looked up in a table;
-    only values in cells near an edge fall back to ``searchsorted``.
+    A uniform grid over ``[edges[0], edges[-1]]`` (plus two spare cells each side) maps each value to a cell with a
+    few elementwise ops. The float32 cell map is monotone, so a cell at distance >= 2 from every edge's cell (the
+    margin absorbs a one-cell difference between vectorised and scalar code paths, FMA or not) has one answer for
+    all its values, looked up in a table; only values in cells near an edge fall back to ``searchsorted``.
 
     Args:
         edges: (E,) sorted float32, E >= 1, with ``edges[-1] > edges[0]``.
@@ -146,8 +148,8 @@ def build_pairs(logits: Tensor, targets: Tensor, delta: float, pos_appear: Tenso
     dummy = torch.full((), edges.numel() + 1, dtype=bins.dtype, device=bins.device)
     neg_bins = torch.where(targets == 0, bins, dummy)
     return PairStructure(delta=float(delta), pos_index=pos_appear[pos_order], pos_order=pos_order,
-                         pos_values=pos_values, edges=edges, k_lo=k_lo, k_hi=k_hi, values=values,
-                         neg_bins=neg_bins)
+                         pos_scores=pos_sorted, pos_values=pos_values, edges=edges, k_lo=k_lo, k_hi=k_hi,
+                         values=values, neg_bins=neg_bins)
 
 
 def _step_sums_from_bins(ps: PairStructure, counts: Tensor, sums: Tensor) -> Tensor:
@@ -170,10 +172,10 @@ def _step_sums_from_bins(ps: PairStructure, counts: Tensor, sums: Tensor) -> Ten
 
 def negatives_above(ps: PairStructure) -> Tensor:
     """``N_FP(i) = sum_{j in N} H(s_j - s_i)`` for each sorted positive: (P,) float64."""
-    counts = torch.zeros(ps.num_bins + 1, dtype=torch.float64, device=ps.values.device)  # + the dummy bin
-    ones = torch.ones((), dtype=torch.float64, device=counts.device).expand_as(ps.values)
-    counts.index_add_(0, ps.neg_bins, ones)
-    sums = torch.zeros_like(counts).index_add_(0, ps.neg_bins, ps.values.double())
+    nb = ps.num_bins + 1  # with the dummy bin
+    # bincount (shared-memory histograms on CUDA) rather than index_add_: most negatives share a few bins
+    counts = torch.bincount(ps.neg_bins, minlength=nb).double()
+    sums = torch.bincount(ps.neg_bins, weights=ps.values.double(), minlength=nb)
     return _step_sums_from_bins(ps, counts[:-1], sums[:-1])
 
 
