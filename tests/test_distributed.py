@@ -70,6 +70,15 @@ def _child(rank: int, world_size: int, port: int) -> None:
     _rank(rank, world_size)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as in the child (many threads on a busy 2-core machine are very slow)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,7 +86,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
-def test_two_gloo_processes_match_one_process(monkeypatch):
+def test_two_gloo_processes_match_one_process(monkeypatch, one_thread):
     """Rank 0 runs in this process, rank 1 in a spawned one (one interpreter start instead of two)."""
     port = _free_port()
     for key, value in _env(0, 2, port).items():

@@ -118,3 +118,31 @@ def test_evaluate_results_and_mode():
     assert first[0]["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1])
     with pytest.raises(ValueError, match="label_to_cat_id"):
         evaluate(model, [(images, targets)], torch.device("cpu"), show_progress=False)
+
+
+def test_smoothed_value_and_metric_logger_hand_case():
+    from alrp.logging import MetricLogger, SmoothedValue
+
+    v = SmoothedValue(window=3)
+    for x in (1.0, 5.0, 2.0, 10.0):
+        v.update(x)
+    assert v.value == 10.0 and v.median == 5.0 and v.avg == pytest.approx(17 / 3)
+    assert v.global_avg == pytest.approx(18 / 4)
+    meters = MetricLogger(window=2)
+    meters.update(loss=4.0, lr=0.1)
+    meters.update(loss=2.0, lr=0.2)
+    assert meters.smoothed() == {"loss": 3.0, "lr": pytest.approx(0.15)}
+    assert math.isnan(SmoothedValue().median)
+
+
+def test_logging_is_quiet_on_other_ranks(tmp_path):
+    import logging
+
+    from alrp.logging import get_logger, setup_logging
+
+    setup_logging(rank=1, log_file=tmp_path / "log.txt")
+    assert not get_logger("x").isEnabledFor(logging.INFO) and get_logger("x").isEnabledFor(logging.WARNING)
+    assert not (tmp_path / "log.txt").exists()  # only rank 0 writes the file
+    setup_logging(rank=0, log_file=tmp_path / "log.txt")
+    get_logger("x").info("hello")
+    assert "hello" in (tmp_path / "log.txt").read_text()

@@ -31,7 +31,7 @@ def test_build_loss_targets_order_and_values():
     assert isinstance(lt, LossTargets)
     assert lt.logits.shape == lt.targets.shape == (24,) and lt.targets.dtype == torch.int64
     assert lt.num_pos == int((lt.targets == 1).sum()) == 3
-    # positive pairs in row-major order: (img 0, anchor 0, class 1), (img 0, anchor 3, class 0), (img 1, anchor 1, class 2)
+    # positive pairs, row-major: (img 0, anchor 0, class 1), (img 0, anchor 3, class 0), (img 1, anchor 1, class 2)
     pos_pairs = (lt.targets == 1).nonzero().flatten().tolist()
     assert pos_pairs == [0 * 12 + 0 * 3 + 1, 0 * 12 + 3 * 3 + 0, 1 * 12 + 1 * 3 + 2]
     torch.testing.assert_close(lt.logits[pos_pairs], logits.detach()[[0, 0, 1], [0, 3, 1], [1, 0, 2]])

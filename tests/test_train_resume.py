@@ -139,12 +139,12 @@ output_dir: {out}
 data: {{root: {root}, train_split: train, val_split: val, train_preset: ssd, train_size: 128, eval_short_side: 128,
         eval_max_size: 128, pad_divisor: 128, num_workers: 0, pin_memory: false}}
 model:
-  backbone: {{name: resnet18, norm: gn, frozen_stages: 4}}
+  backbone: {{name: resnet18, norm: gn, frozen_stages: 1}}
   fpn: {{channels: 64}}
   head: {{channels: 64, num_convs: 1, norm: gn}}
   postprocess: {{score_threshold: 0.0}}
 loss: {{name: alrp, box_loss: giou, self_balance: true, sb_init: 50.0}}
-train: {{epochs: 2, batch_size: 2, ref_batch_size: 2, optimizer: sgd, lr: 0.01, warmup_iters: 1, lr_steps: [1],
+train: {{epochs: 2, batch_size: 2, ref_batch_size: 2, optimizer: sgd, lr: 0.01, warmup_iters: 2, lr_steps: [1],
          log_interval: 1, eval_interval: 1, keep_checkpoints: 2}}
 eval: {{batch_size: 1}}
 """
@@ -155,8 +155,8 @@ def tiny_config(tmp_path_factory):
     from data.synthetic import write_synthetic_coco
 
     tmp = tmp_path_factory.mktemp("tiny")
-    write_synthetic_coco(tmp / "coco", "train", num_images=2, size=(96, 128), seed=1)  # 1 iteration per epoch
-    write_synthetic_coco(tmp / "coco", "val", num_images=1, size=(96, 128), seed=2)
+    write_synthetic_coco(tmp / "coco", "train", num_images=4, size=(96, 128), seed=1)  # 2 iterations per epoch
+    write_synthetic_coco(tmp / "coco", "val", num_images=2, size=(96, 128), seed=2)
     path = tmp / "tiny.yaml"
     path.write_text(TINY_YAML.format(out=tmp / "runs", root=tmp / "coco"))
     return path
@@ -168,13 +168,13 @@ def test_cli_real_parts_resume_is_exact(tiny_config):
 
     base = ["--config", str(tiny_config), "--no-progress"]
     assert train.main(base + ["--name", "straight"]) == 0
-    assert train.main(base + ["--name", "resumed", "--set", "train.max_iters=1"]) == 0  # stops after epoch 1
+    assert train.main(base + ["--name", "resumed", "--set", "train.max_iters=2"]) == 0  # stops after epoch 1
     assert train.main(base + ["--name", "resumed"]) == 1  # refuses to overwrite without --resume
     assert train.main(base + ["--name", "resumed", "--resume"]) == 0
     runs = tiny_config.parent / "runs"
     a = ck.load_checkpoint(ck.find_latest(runs / "straight"))
     b = ck.load_checkpoint(ck.find_latest(runs / "resumed"))
-    assert a["iteration"] == b["iteration"] == 2 and a["epoch"] == b["epoch"] == 2
+    assert a["iteration"] == b["iteration"] == 4 and a["epoch"] == b["epoch"] == 2
     _assert_same(a["model"], b["model"])
     assert a["self_balance"] == b["self_balance"] and a["self_balance"][0]["weight"] != 50.0
     epochs = [json.loads(x) for x in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
