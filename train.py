@@ -18,7 +18,7 @@ from alrp.logging import get_logger
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="experiment YAML (configs/*.yaml)")
-    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. --set train.lr=0.004 data.root=/coco")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the latest checkpoint of the run folder (fresh start if there is none)")
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         dist_utils.cleanup()
-    get_logger("train").info("done: %s", summary)
+    get_logger("train").info("done: %d epochs, %d iterations; best AP %.4f (epoch %d); last checkpoint %s",
+                             summary["epoch"], summary["iteration"], summary["best_ap"], summary["best_epoch"],
+                             summary["checkpoint"])
     return 0
 
 

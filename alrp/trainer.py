@@ -139,18 +139,7 @@ class Trainer:
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
-        self.iters_per_epoch = len(self.train_loader)
-        if self.iters_per_epoch == 0:
-            raise ValueError(f"the training split gives no batch of {tc.batch_size // self.info.world_size} images")
-        total = tc.epochs * self.iters_per_epoch if tc.max_iters is None else min(tc.max_iters, tc.epochs *
-                                                                                    self.iters_per_epoch)
-        self.lr = scaled_lr(tc.lr, tc.batch_size, tc.ref_batch_size)
-        self.optimizer = build_optimizer(self.net, name=tc.optimizer, lr=self.lr, momentum=tc.momentum,
-                                         weight_decay=tc.weight_decay)
-        self.scheduler = build_scheduler(self.optimizer, schedule=tc.lr_schedule, iters_per_epoch=self.iters_per_epoch,
-                                         total_iters=total, lr_steps=tc.lr_steps, gamma=tc.lr_gamma,
-                                         warmup_iters=tc.warmup_iters, warmup_mode=tc.warmup_mode,
-                                         warmup_factor=tc.warmup_factor)
+        self._build_optimization()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl" if self.rank0 else None)
         self.tb = TensorBoardWriter(self.run_dir / "tensorboard" if self.rank0 else None)
@@ -168,6 +157,23 @@ class Trainer:
         log.info("run %s: %d process(es) on %s, %d it/epoch, lr %.3g (batch %d, ref %d), amp %s", self.run_dir,
                  self.info.world_size, self.device, self.iters_per_epoch, self.lr, tc.batch_size, tc.ref_batch_size,
                  self.amp)
+
+    def _build_optimization(self) -> None:
+        """Optimiser (lr scaled to the total batch) and the per-iteration schedule over the whole run."""
+        tc = self.cfg.train
+        self.iters_per_epoch = len(self.train_loader)
+        if self.iters_per_epoch == 0:
+            raise ValueError(f"the training split gives no batch of {tc.batch_size // self.info.world_size} images")
+        total = tc.epochs * self.iters_per_epoch
+        if tc.max_iters is not None:
+            total = min(total, tc.max_iters)
+        self.lr = scaled_lr(tc.lr, tc.batch_size, tc.ref_batch_size)
+        self.optimizer = build_optimizer(self.net, name=tc.optimizer, lr=self.lr, momentum=tc.momentum,
+                                         weight_decay=tc.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, schedule=tc.lr_schedule,
+                                         iters_per_epoch=self.iters_per_epoch, total_iters=total,
+                                         lr_steps=tc.lr_steps, gamma=tc.lr_gamma, warmup_iters=tc.warmup_iters,
+                                         warmup_mode=tc.warmup_mode, warmup_factor=tc.warmup_factor)
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def _resume_from(self, latest: Path | None) -> None:
