@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from alrp.config import ConfigError, load_config
 from alrp.metrics import EvaluationInputError, format_metrics, load_gt, metrics_to_json, run_evaluation
@@ -38,8 +38,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     model.add_argument("--config", type=Path, help="experiment YAML")
     model.add_argument("--checkpoint", type=Path, help="checkpoint file (its 'model' state dict is loaded)")
     model.add_argument("--split", choices=("val", "train"), help="dataset split (default: eval.split of the config)")
-    model.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                       help="config overrides, e.g. data.root=/coco")
+    model.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                       help="config overrides, e.g. data.root=/coco (repeatable)")
     p.add_argument("--json-out", type=Path, help="write the metrics JSON here")
     p.add_argument("--plots", type=Path, metavar="DIR", help="write PR and LRP-vs-threshold curves (PNG) here")
     p.add_argument("--visualize", type=int, default=0, metavar="N", help="draw N images with GT and detections")
@@ -61,8 +61,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def _evaluate_files(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Optional[Callable[[int], Path]]]:
     coco_gt = load_gt(args.gt)
-    results, _ = read_results(args.detections)
-    ev = run_evaluation(coco_gt, results)
+    results, source = read_results(args.detections)
+    ev = run_evaluation(coco_gt, results, source)
     image_path = None
     if args.images:
         if not args.images.is_dir():
@@ -71,33 +71,25 @@ def _evaluate_files(args: argparse.Namespace) -> tuple[Evaluation, list[dict], O
     return ev, results, image_path
 
 
-def _resolve_device(name: str) -> Any:
-    import torch
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} requested but CUDA is not available (use --set device=cpu)")
-    return torch.device(name)
-
-
 def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Optional[Callable[[int], Path]]]:
     import data
     import models
     from alrp import engine
     from alrp.checkpoint import CheckpointError, load_checkpoint
-    from data.errors import DatasetError
+    from alrp.distributed import DeviceUnavailableError, resolve_device
+    from data.errors import DatasetError, error_message
 
     cfg = load_config(args.config, args.set)
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     split = args.split or cfg.eval.split
-    device = _resolve_device(cfg.device)
     try:
+        device = resolve_device(cfg.device)
         split_name = cfg.data.val_split if split == "val" else cfg.data.train_split  # e.g. 'val2017'
         dataset = data.build_dataset(cfg.data, split_name, train=False)
         loader = data.build_loader(dataset, cfg.data, train=False, batch_size=cfg.eval.batch_size)
         state = load_checkpoint(args.checkpoint, map_location="cpu")
-    except (DatasetError, CheckpointError) as err:
+    except (DatasetError, CheckpointError, DeviceUnavailableError) as err:
         raise UsageError(str(err)) from None
     model = models.build_detector(cfg.model, dataset.num_classes)
     try:
@@ -105,7 +97,10 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dic
     except RuntimeError as err:  # shapes/keys differ: the checkpoint is from another model config
         raise UsageError(f"{args.checkpoint}: does not fit the model of {args.config}: {err}") from None
     model.to(device)
-    results = engine.evaluate(model, loader, device)
+    try:
+        results = engine.evaluate(model, loader, device)
+    except DatasetError as err:  # an unreadable image (data.on_bad_image: error)
+        raise UsageError(error_message(err)) from None
     out = cfg.run_dir / "eval" / f"{args.checkpoint.stem}_{split}_results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results))

@@ -40,12 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    from alrp.trainer import Trainer  # imports torch/data/models: after the config is known to be valid
+    from alrp.trainer import SetupError, Trainer  # imports torch/data/models: after the config is known to be valid
+    from data.errors import DatasetError, error_message
 
     try:
         summary = Trainer(cfg, resume=args.resume, show_progress=not args.no_progress).fit()
-    except (NonFiniteLossError, CheckpointError, FileExistsError) as err:
-        get_logger("train").error("%s", err)
+    except (SetupError, dist_utils.DeviceUnavailableError) as err:
+        get_logger("train").error("config error: %s", err)
+        return 2
+    except (NonFiniteLossError, CheckpointError, FileExistsError, DatasetError) as err:
+        get_logger("train").error("%s", error_message(err))
         return 1
     finally:
         dist_utils.cleanup()

@@ -29,6 +29,24 @@ class DistInfo:
         return self.world_size > 1
 
 
+class DeviceUnavailableError(RuntimeError):
+    """The configured device does not exist here (e.g. ``device: cuda`` on a machine without CUDA)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """Config ``device`` -> ``torch.device``: ``auto`` is ``cuda`` when available, else ``cpu``; CUDA names are checked.
+
+    Raises:
+        DeviceUnavailableError: a CUDA device was asked for and CUDA is not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(f"device={name!r} but CUDA is not available (use --set device=cpu or auto)")
+    return device
+
+
 def launched_by_torchrun() -> bool:
     """True when the ``RANK``/``WORLD_SIZE`` variables of ``torchrun`` (or an equivalent launcher) are set."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ

@@ -15,6 +15,8 @@ from typing import Any, Iterable, Iterator
 
 from tqdm import tqdm
 
+from alrp.metrics.report import metrics_to_json
+
 LOGGER_NAME = "alrp"
 
 
@@ -115,7 +117,11 @@ def format_postfix(values: dict[str, float]) -> str:
 
 
 class JsonlWriter:
-    """Appends one JSON object per line to ``path`` (no-op when ``path`` is None, e.g. on non-zero ranks)."""
+    """Appends one JSON object per line to ``path`` (no-op when ``path`` is None, e.g. on non-zero ranks).
+
+    Non-finite numbers (an undefined oLRP component, a NaN statistic) are written as ``null``, so every line is
+    strict JSON (readable by jq, pandas, JavaScript).
+    """
 
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path is not None else None
@@ -125,15 +131,9 @@ class JsonlWriter:
     def write(self, record: dict[str, Any]) -> None:
         if self.path is None:
             return
-        record = {"time": round(time.time(), 3), **record}
+        record = metrics_to_json({"time": round(time.time(), 3), **record})
         with self.path.open("a") as f:
-            f.write(json.dumps(record, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
+            f.write(json.dumps(record, default=str, allow_nan=False) + "\n")
 
 
 class TensorBoardWriter:

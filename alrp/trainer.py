@@ -30,6 +30,10 @@ from alrp.optim import build_optimizer, build_scheduler, scaled_lr
 log = get_logger("trainer")
 
 
+class SetupError(ValueError):
+    """The run cannot start as configured (batch size vs process count, a training split without a batch)."""
+
+
 @dataclass
 class Parts:
     """What a run trains and evaluates (the detector already on its device, not yet wrapped in DDP)."""
@@ -39,16 +43,6 @@ class Parts:
     train_loader: Iterable
     val_loader: Iterable | None = None
     val_dataset: Any = None
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; explicit names are checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"config device={name!r} but CUDA is not available (use device: auto or cpu)")
-    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -65,6 +59,8 @@ def build_parts(cfg: Config, device: torch.device, info: dist_utils.DistInfo) ->
 
     splits = {"train": cfg.data.train_split, "val": cfg.data.val_split}
     train_set = data.build_dataset(cfg.data, splits["train"], train=True)
+    log.info("training split %s: %s", splits["train"],  # dropped boxes and skipped images are never silent
+             ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in train_set.summary().items()))
     per_process = cfg.train.batch_size // info.world_size
     train_loader = data.build_loader(train_set, cfg.data, train=True, batch_size=per_process,
                                      distributed=info.distributed, seed=cfg.seed)
@@ -116,12 +112,12 @@ class Trainer:
                  metrics_fn: Callable[[Any, list[dict]], dict] = coco_metrics, show_progress: bool = True) -> None:
         self.cfg, self.resume, self.metrics_fn, self.show_progress = cfg, resume, metrics_fn, show_progress
         tc = cfg.train
-        self.info = dist_utils.init_distributed(resolve_device(cfg.device))
+        self.info = dist_utils.init_distributed(dist_utils.resolve_device(cfg.device))
         self.device, self.rank0 = self.info.device, self.info.rank == 0
         self.run_dir = Path(cfg.run_dir)
         setup_logging(self.info.rank, self.run_dir / "log.txt" if self.rank0 else None)
         if tc.batch_size % self.info.world_size:
-            raise ValueError(f"train.batch_size={tc.batch_size} is not divisible by the {self.info.world_size} "
+            raise SetupError(f"train.batch_size={tc.batch_size} is not divisible by the {self.info.world_size} "
                              "processes")
         self.amp = tc.amp and self.device.type == "cuda"
         if tc.amp and not self.amp:
@@ -163,7 +159,8 @@ class Trainer:
         tc = self.cfg.train
         self.iters_per_epoch = len(self.train_loader)
         if self.iters_per_epoch == 0:
-            raise ValueError(f"the training split gives no batch of {tc.batch_size // self.info.world_size} images")
+            raise SetupError(f"the training split ({self.cfg.data.train_split}) gives no batch of "
+                             f"{tc.batch_size // self.info.world_size} images")
         total = tc.epochs * self.iters_per_epoch
         if tc.max_iters is not None:
             total = min(total, tc.max_iters)
@@ -255,6 +252,22 @@ class Trainer:
         self.last_metrics, self._evaluated_at = metrics, self.iteration
         return scalars
 
+    def _report_bad_images(self) -> dict[str, int]:
+        """Logs (and resets) the training images skipped under ``data.on_bad_image: skip``, over all processes.
+
+        Returns ``{"bad_images_skipped": count}``, or ``{}`` when the training dataset keeps no such count.
+        """
+        report = getattr(getattr(self.train_loader, "dataset", None), "bad_image_report", None)
+        if report is None:
+            return {}
+        parts = dist_utils.all_gather_object(report(reset=True))  # each process counts its own shard
+        skipped = sum(int(p["skipped"]) for p in parts)
+        if skipped:
+            files = sorted({f for p in parts for f in p["files"]})
+            log.warning("epoch %d: %d unreadable image(s) skipped (data.on_bad_image=skip): %s%s", self.epoch + 1,
+                        skipped, ", ".join(files[:10]), f" ... and {len(files) - 10} more" if len(files) > 10 else "")
+        return {"bad_images_skipped": skipped}
+
     def _eval_due(self, final: bool = False) -> bool:
         interval = self.cfg.train.eval_interval
         if interval <= 0 or self.val_loader is None:
@@ -298,6 +311,7 @@ class Trainer:
             log.error("%s; training stopped. Last good checkpoint: %s", err,
                       kept if kept is not None else "none (no checkpoint written yet)")
             raise
+        bad_images = self._report_bad_images()
         if self.epoch_step < self.iters_per_epoch:  # stopped by max_iters inside the epoch
             self._save()
             return
@@ -315,7 +329,7 @@ class Trainer:
         train_means = {k: v for k, v in stats.items() if k not in ("epoch", "iteration", "steps", "stopped_early")}
         self.jsonl.write({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration,
                           "seconds": time.perf_counter() - tic, "sb_weight_next": getattr(sb, "weight", None),
-                          **{f"train_{k}": v for k, v in train_means.items()}, **scalars})
+                          **bad_images, **{f"train_{k}": v for k, v in train_means.items()}, **scalars})
         log.info("epoch %d/%d done in %.0f s: loss %.4f (cls %.4f, loc %.4f)", self.epoch, tc.epochs,
                  time.perf_counter() - tic, stats.get("total", math.nan), stats.get("cls", math.nan),
                  stats.get("loc", math.nan))

@@ -140,10 +140,12 @@ def relevant_pairs(inputs) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="aLRP / AP / focal loss fwd+bwd benchmark")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cpu (default) or cuda")
     parser.add_argument("--quick", action="store_true", help="2 images only, 2 repeats, no oracle")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda but CUDA is not available")

@@ -102,9 +102,10 @@ def stress_outputs(batch: int, num_anchors: int, device: torch.device) -> Dict[s
     return {"cls_logits": logits.to(device), "box_deltas": deltas.to(device)}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """Command-line options, checked (a bad value is a one-line usage error)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=None, help="images per step (default 1 on CPU, 8 on CUDA)")
     parser.add_argument("--iters", type=int, default=None, help="timed iterations (default 3 on CPU, 20 on CUDA)")
@@ -112,10 +113,42 @@ def main() -> None:
     parser.add_argument("--p6-from", default="c5", choices=["c5", "p5"],
                         help="our P6 source: c5 (default, ablation code) or p5 (torchvision's design)")
     args = parser.parse_args()
+    for key in ("size", "batch", "iters"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            parser.error(f"--{key} must be >= 1, got {value}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but CUDA is not available")
+    cuda = args.device == "cuda"
+    args.batch = args.batch or (8 if cuda else 1)
+    args.iters = args.iters or (20 if cuda else 3)
+    return args
+
+
+def bench_postprocess(ours: nn.Module, tv_module: nn.Module, images: Tensor, args: argparse.Namespace,
+                      device: torch.device) -> tuple:
+    """Median seconds of our post-processor and torchvision's on the worst-case outputs; and our detections."""
+    batch, size = images.shape[0], images.shape[-1]
+    anchors = ours.anchors(images)
+    outputs = stress_outputs(batch, anchors.shape[0], device)
+    targets = [{"orig_size": (size, size), "scale": 1.0}] * batch
+    counts = ours.anchor_generator.level_counts(anchors)
+    tv_outputs = {"cls_logits": list(outputs["cls_logits"].split(counts, dim=1)),
+                  "bbox_regression": list(outputs["box_deltas"].split(counts, dim=1))}
+    tv_anchors = [list(anchors.split(counts))] * batch
+    tv_post = tv_module.postprocess_detections
+    post = bench_pair({"post": lambda: ours.postprocess(outputs, anchors, targets),
+                       "tv_post": lambda: tv_post(tv_outputs, tv_anchors, [(size, size)] * batch)},
+                      args.iters, args.warmup, device)
+    return post, ours.postprocess(outputs, anchors, targets)
+
+
+def main() -> None:
+    args = parse_args()
     device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    batch = args.batch or (8 if cuda else 1)
-    iters = args.iters or (20 if cuda else 3)
+    cuda, batch, iters = device.type == "cuda", args.batch, args.iters
     torch.manual_seed(0)
     if cuda:
         torch.backends.cudnn.benchmark = True
@@ -129,19 +162,7 @@ def main() -> None:
     ours.train(), tv_run.module.train()
     fb = bench_pair({"ours": forward_backward(ours, ours, images),
                      "torchvision": forward_backward(tv_run, tv_run.module, images)}, iters, args.warmup, device)
-
-    anchors = ours.anchors(images)
-    outputs = stress_outputs(batch, anchors.shape[0], device)
-    targets = [{"orig_size": (args.size, args.size), "scale": 1.0}] * batch
-    counts = ours.anchor_generator.level_counts(anchors)
-    tv_outputs = {"cls_logits": list(outputs["cls_logits"].split(counts, dim=1)),
-                  "bbox_regression": list(outputs["box_deltas"].split(counts, dim=1))}
-    tv_anchors = [list(anchors.split(counts))] * batch
-    tv_post = tv_run.module.postprocess_detections
-    post = bench_pair({"post": lambda: ours.postprocess(outputs, anchors, targets),
-                       "tv_post": lambda: tv_post(tv_outputs, tv_anchors, [(args.size, args.size)] * batch)},
-                      iters, args.warmup, device)
-    dets = ours.postprocess(outputs, anchors, targets)
+    post, dets = bench_postprocess(ours, tv_run.module, images, args, device)
 
     threads = torch.get_num_threads()
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {threads} threads"

@@ -90,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.size % 128:
         p.error(f"--size must be a multiple of 128 (the P7 stride), got {args.size}")
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        p.error(f"--device {args.device!r}: {err}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: CUDA is not available on this machine (torch {torch.__version__})")
     if args.threads:
         torch.set_num_threads(args.threads)
     images, targets = synthetic_batch(args.batch, args.size, 8, device)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -68,6 +69,11 @@ def read_json(path: Path) -> Dict[str, Any]:
     return data
 
 
+def is_finite_number(value: Any) -> bool:
+    """A finite int/float that is not a bool (JSON true/false would pass `isinstance(v, int)`)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _require(path: Path, entry: Any, keys: tuple, what: str, index: int) -> None:
     if not isinstance(entry, dict):
         _fail(path, f"{what} #{index} is not an object")
@@ -77,15 +83,22 @@ def _require(path: Path, entry: Any, keys: tuple, what: str, index: int) -> None
             _fail(path, f"{what} id {ident} has no {key!r}")
 
 
-def validate(path: Path, data: Dict[str, Any]) -> None:
-    """Checks ids and references; raises DatasetError naming the file and the offending id."""
+IMAGE_KEYS = ("id", "file_name", "width", "height")  # what a training/eval dataset needs of each image
+
+
+def validate(path: Path, data: Dict[str, Any], image_keys: Tuple[str, ...] = IMAGE_KEYS) -> None:
+    """Checks ids and references; raises DatasetError naming the file and the offending id.
+
+    `image_keys`: keys every image entry must have (evaluating a results file needs only `("id",)`).
+    """
     images: Dict[int, Dict[str, Any]] = {}
     for i, img in enumerate(data["images"]):
-        _require(path, img, ("id", "file_name", "width", "height"), "image", i)
+        _require(path, img, image_keys, "image", i)
         if img["id"] in images:
             _fail(path, f"duplicate image id {img['id']}")
-        if not (int(img["width"]) > 0 and int(img["height"]) > 0):
-            _fail(path, f"image id {img['id']} has non-positive size {img['width']}x{img['height']}")
+        size = (img.get("width"), img.get("height"))
+        if "width" in image_keys and not all(is_finite_number(v) and v > 0 for v in size):
+            _fail(path, f"image id {img['id']} has a non-positive or non-numeric size {size[0]!r}x{size[1]!r}")
         images[img["id"]] = img
     cats = set()
     for i, cat in enumerate(data["categories"]):
@@ -106,7 +119,7 @@ def validate(path: Path, data: Dict[str, Any]) -> None:
         if ann["category_id"] not in cats:
             _fail(path, f"annotation id {ann['id']} refers to unknown category_id {ann['category_id']}")
         bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
             _fail(path, f"annotation id {ann['id']} has a malformed bbox {bbox!r} (expected [x, y, w, h])")
 
 

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
+class PretrainedWeightsError(ValueError):
+    """`backbone.pretrained` is not a torchvision-format state dict that fits the backbone (message names the file)."""
+
+
 class FrozenStatsBatchNorm2d(nn.Module):
     """BatchNorm with fixed running statistics and a trainable scale/shift (state-dict compatible with BN)."""
 
@@ -56,15 +60,21 @@ def load_pretrained(model: nn.Module, path: str) -> None:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"backbone.pretrained: {file} does not exist")
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt or truncated file, pickled objects other than tensors, ...
+        reason = (str(err).splitlines() or [""])[0]
+        raise PretrainedWeightsError(f"backbone.pretrained: {file} cannot be read as a torch state dict "
+                                     f"({type(err).__name__}: {reason})") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"backbone.pretrained: {file} is not a flat state dict of tensors (torchvision format)")
+        raise PretrainedWeightsError(f"backbone.pretrained: {file} is not a flat state dict of tensors "
+                                     "(torchvision format)")
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"backbone.pretrained: {file} does not fit the backbone: {err}") from None
+        raise PretrainedWeightsError(f"backbone.pretrained: {file} does not fit the backbone: {err}") from None
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"backbone.pretrained: {file} does not fit the backbone; missing keys "
+        raise PretrainedWeightsError(f"backbone.pretrained: {file} does not fit the backbone; missing keys "
                          f"{result.missing_keys[:20]} ({len(result.missing_keys)}), unexpected keys "
                          f"{result.unexpected_keys[:20]} ({len(result.unexpected_keys)})")
     log.info("backbone: loaded pretrained weights from %s", file)

@@ -66,9 +66,10 @@ class RetinaNet(nn.Module):
         for t in targets:
             boxes = _target_tensor(t, "boxes", (4,), anchors.dtype, anchors.device)
             labels = _target_tensor(t, "labels", (), torch.int64, anchors.device).reshape(-1)
-            if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            bad = labels[(labels < 0) | (labels >= self.num_classes)]
+            if bad.numel():
                 raise ValueError(f"loss_targets: labels of image_id {t.get('image_id')} must be in "
-                                 f"[0, {self.num_classes - 1}], got {labels.tolist()}")
+                                 f"[0, {self.num_classes - 1}], got {sorted(set(bad.tolist()))[:10]}")
             crowd = _target_tensor(t, "crowd_boxes", (4,), anchors.dtype, anchors.device)
             out.append(self.assigner(anchors, boxes, labels, crowd, counts))
         return out

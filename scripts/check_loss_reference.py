@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,8 @@ def compute(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def check_file(path: Path) -> bool:
     """Print one file's report; return whether it passed."""
     try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError("not an .npz archive (unreadable or corrupt)")
         with np.load(path) as npz:
             data = {k: npz[k] for k in npz.files}
         missing = [k for k in INPUT_KEYS + QUANTITIES if k not in data]

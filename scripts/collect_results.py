@@ -6,7 +6,8 @@ Usage: `python scripts/collect_results.py runs/table2/* [--out results.md]`
 For every run folder: `eval_metrics.json` (written by the sweeps through `eval.py --json-out`) and the resolved
 config (`config.yaml`, written by train.py). Each run gives one row with AP, AP50, AP75, AP90, oLRP and its
 components (all x100, as in the paper), rho, the number of loss hyperparameters, and, where the paper published
-that row, the paper's AP / oLRP / rho beside ours. Runs without metrics are listed as pending.
+that row, the paper's AP / oLRP / rho beside ours. Runs without metrics are listed as pending. With
+`--per-class`, a second table gives rho per class (rows: COCO category ids; columns: runs) and its average.
 """
 from __future__ import annotations
 
@@ -69,11 +70,14 @@ def _section(config: dict[str, Any], key: str) -> dict[str, Any]:
 
 def loss_hyperparameters(loss: dict[str, Any]) -> int:
     """Hyperparameters of the loss as counted in the paper's Table 1: aLRP 1 (delta), AP Loss + Smooth-L1 3
-    (delta, beta, weight), Focal + Smooth-L1 4 (alpha, gamma, beta, weight); self-balance removes the weight."""
+    (delta, beta, weight), Focal + Smooth-L1 4 (alpha, gamma, beta, weight); self-balance removes the weight;
+    focal with gamma 0 (alpha-balanced cross-entropy) has alpha only."""
     name = loss.get("name", "alrp")
     count = {"alrp": 1, "ap": 1, "focal": 2}.get(name)
     if count is None:
         raise ValueError(f"unknown loss.name {name!r}")
+    if name == "focal" and loss.get("focal_gamma") == 0:
+        count = 1
     if name != "alrp" and loss.get("box_loss") == "smooth_l1":
         count += 1  # Smooth-L1's beta
     if not loss.get("self_balance", name == "alrp"):
@@ -87,7 +91,8 @@ def describe_method(config: dict[str, Any]) -> str:
     name = loss.get("name", "?")
     box = _BOX_NAMES.get(loss.get("box_loss"), str(loss.get("box_loss", "?")))
     balance = f"SB {loss.get('sb_init', 50):g}" if loss.get("self_balance") else f"w={loss.get('loc_weight', 1):g}"
-    text = f"{_LOSS_NAMES.get(name, name)} ({'w ' if name == 'alrp' else '+ '}{box}, {balance})"
+    label = "CE (alpha-balanced)" if name == "focal" and loss.get("focal_gamma") == 0 else _LOSS_NAMES.get(name, name)
+    text = f"{label} ({'w ' if name == 'alrp' else '+ '}{box}, {balance})"
     if loss.get("wrong_target"):
         text += " wrong target"
     if _section(model, "assigner").get("name") == "atss":
@@ -110,17 +115,21 @@ def read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def config_path(run_dir: Path) -> Optional[Path]:
+    """The resolved config file of a run folder (None when there is none)."""
+    return next((run_dir / n for n in CONFIG_FILES if (run_dir / n).is_file()), None)
+
+
 def read_config(run_dir: Path) -> Optional[dict[str, Any]]:
     """The resolved config saved in the run folder, as a plain dict (None when absent)."""
-    for name in CONFIG_FILES:
-        path = run_dir / name
-        if path.is_file():
-            try:
-                value = yaml.safe_load(path.read_text())
-            except yaml.YAMLError as err:
-                raise ResultsError(f"{path}: not valid YAML ({err})") from err
-            return value if isinstance(value, dict) else {}
-    return None
+    path = config_path(run_dir)
+    if path is None:
+        return None
+    try:
+        value = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ResultsError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
+    return value if isinstance(value, dict) else {}
 
 
 def _percent(value: Any) -> str:
@@ -138,7 +147,10 @@ def run_row(run_dir: Path) -> list[str]:
     config = read_config(run_dir)
     name = str((config or {}).get("name") or run_dir.name)
     method = describe_method(config) if config is not None else "? (no resolved config)"
-    hp = str(loss_hyperparameters(_section(config, "loss"))) if config is not None else "?"
+    try:
+        hp = str(loss_hyperparameters(_section(config, "loss"))) if config is not None else "?"
+    except ValueError as err:
+        raise ResultsError(f"{config_path(run_dir)}: {err}") from err
     paper = PAPER.get(name) or PAPER.get(run_dir.name)
     paper_cells = ([_plain(paper.ap, ".1f"), _plain(paper.olrp, ".1f"), _plain(paper.rho, ".2f"), paper.source]
                    if paper else ["–", "–", "–", ""])
@@ -164,10 +176,43 @@ def results_table(run_dirs: list[Path]) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
+def _number(value: Any) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def per_class_rho_table(run_dirs: list[Path]) -> str:
+    """Markdown table of rho per class from the runs' eval reports: one row per category id (numeric order), one
+    column per run with metrics, then a `mean` row (the report's `rho`, averaged over classes with a defined rho).
+    Empty string when no run has metrics."""
+    runs = []
+    for run_dir in run_dirs:
+        path = run_dir / METRICS_FILE
+        if path.is_file():
+            metrics = read_json(path)
+            per_class = metrics.get("per_class") or {}
+            if not isinstance(per_class, dict):
+                raise ResultsError(f"{path}: per_class must be an object keyed by category id")
+            name = str((read_config(run_dir) or {}).get("name") or run_dir.name)
+            runs.append((name, per_class, _number(metrics.get("rho"))))
+    if not runs:
+        return ""
+    cat_ids = sorted({str(c) for _, per_class, _ in runs for c in per_class},
+                     key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c))
+    lines = ["| category id | " + " | ".join(name for name, _, _ in runs) + " |", "|---" * (len(runs) + 1) + "|"]
+    for cat in cat_ids:
+        cells = [_plain(_number((per_class.get(cat) or {}).get("rho")), ".2f") for _, per_class, _ in runs]
+        lines.append(f"| {cat} | " + " | ".join(cells) + " |")
+    lines.append("| mean | " + " | ".join(_plain(rho, ".2f") for _, _, rho in runs) + " |")
+    note = ("rho per class: Spearman correlation of scores and IoUs of the class's true positives at IoU 0.5 "
+            "(– where it has fewer than 2 or constant ones).")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dirs", nargs="+", type=Path, help="run folders (files among them are ignored)")
     p.add_argument("--out", type=Path, default=None, help="write the table here too (markdown)")
+    p.add_argument("--per-class", action="store_true", help="add a table of rho per class and run")
     args = p.parse_args(argv)
     missing = [str(d) for d in args.run_dirs if not d.exists()]
     if missing:
@@ -177,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("no run folders among the arguments")
     try:
         table = results_table(run_dirs)
+        if args.per_class:
+            table += "\n" + per_class_rho_table(run_dirs)
     except ResultsError as err:
         print(f"[collect] error: {err}", file=sys.stderr)
         return 2

@@ -104,15 +104,21 @@ def plot(runs: list[tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]], out:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dirs", nargs="+", type=Path, help="train.py run folders")
+    p.add_argument("run_dirs", nargs="+", type=Path, help="train.py run folders (files among them are ignored)")
     p.add_argument("--out", type=Path, required=True, help="output PNG")
     p.add_argument("--labels", nargs="+", default=None, help="legend labels (default: run folder names)")
     args = p.parse_args(argv)
-    if args.labels is not None and len(args.labels) != len(args.run_dirs):
-        p.error(f"--labels gives {len(args.labels)} labels for {len(args.run_dirs)} run folders")
-    labels = args.labels or [d.name for d in args.run_dirs]
+    missing = [str(d) for d in args.run_dirs if not d.exists()]
+    if missing:
+        p.error("run folder(s) not found: " + ", ".join(missing))
+    run_dirs = [d for d in args.run_dirs if d.is_dir()]  # a glob like runs/table2/* also matches results.md
+    if not run_dirs:
+        p.error("no run folders among the arguments")
+    if args.labels is not None and len(args.labels) != len(run_dirs):
+        p.error(f"--labels gives {len(args.labels)} labels for {len(run_dirs)} run folders")
+    labels = args.labels or [d.name for d in run_dirs]
     try:
-        runs = [(label, load_balance(d)) for label, d in zip(labels, args.run_dirs)]
+        runs = [(label, load_balance(d)) for label, d in zip(labels, run_dirs)]
     except BalanceLogError as err:
         print(f"[plot_balance] error: {err}", file=sys.stderr)
         return 2

@@ -2,8 +2,8 @@
 """Run a list of experiment configs one after another: train, then evaluate into the run folder.
 
 Used by the per-table wrappers (`scripts/ablation_table2.sh`, ...). For every config the run folder is
-`OUTPUT_DIR/<config name>`; a run whose `metrics.json` exists is skipped, a run with checkpoints but no metrics is
-resumed (`train.py --resume`). Modes:
+`OUTPUT_DIR/<config name>`; a run whose `eval_metrics.json` exists is skipped, a run with checkpoints but no
+metrics is resumed (`train.py --resume`). Modes:
 
 * default: executes `torchrun --nproc_per_node=GPUS train.py ...` then `python eval.py ... --json-out`;
 * `--dry-run`: prints those commands (e.g. to paste into a cluster job) and runs nothing;
@@ -167,8 +167,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="parent of the run folders (default runs/<sweep>, runs/smoke/<sweep> with --smoke)")
     p.add_argument("--gpus", type=int, default=int(os.environ.get("GPUS", "1")),
                    help="processes per node for torchrun (default $GPUS or 1)")
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="extra config overrides for every run, e.g. data.root=/data/coco")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="extra config overrides for every run, e.g. data.root=/data/coco (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     p.add_argument("--smoke", action="store_true", help="tiny CPU run of each config on the demo dataset")
     p.add_argument("--smoke-data", default=DEFAULT_SMOKE_DATA, help="data root for --smoke (default %(default)s)")

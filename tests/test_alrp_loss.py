@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alrp import ALRPResult, alrp_loss
+from alrp import ALRPResult, alrp_loss, ap_loss
 from alrp.losses.box import loc_error
 from oracle_alrp import alrp_oracle
 
@@ -201,3 +201,23 @@ def test_bad_input_errors(bad, match):
     args.update(bad)
     with pytest.raises(ValueError, match=match):
         alrp_loss(**args)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    logits, targets, loc = random_case(21, m=200_000, p=300, spread=2.0)
+    cpu = alrp_loss(logits, targets, loc)
+    x = logits.cuda().requires_grad_()
+    gpu = alrp_loss(x, targets.cuda(), loc.cuda())
+    assert gpu.cls.device.type == gpu.grad.device.type == gpu.rank.device.type == "cuda"
+    assert gpu.cls.item() == pytest.approx(cpu.cls.item(), rel=1e-5)
+    assert gpu.loc.item() == pytest.approx(cpu.loc.item(), rel=1e-5)
+    np.testing.assert_allclose(gpu.rank.cpu().numpy(), cpu.rank.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(gpu.grad.cpu().numpy(), cpu.grad.numpy(), rtol=1e-4, atol=1e-9)
+    gpu.cls.backward()
+    torch.testing.assert_close(x.grad.cpu(), cpu.grad)
+    y = logits.cuda().requires_grad_()
+    ap_loss(y, targets.cuda()).backward()
+    z = logits.clone().requires_grad_()
+    ap_loss(z, targets).backward()
+    np.testing.assert_allclose(y.grad.cpu().numpy(), z.grad.numpy(), rtol=1e-4, atol=1e-9)

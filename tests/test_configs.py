@@ -141,6 +141,10 @@ def test_baselines_and_wrong_target():
         ("focal", 0.25, 2.0, "smooth_l1")
     assert focal.train.lr / focal.train.ref_batch_size == pytest.approx(0.01 / 16)
     assert focal.model.anchors == _load("alrp_r50_500").model.anchors, "same anchors as the aLRP runs"
+    ce = _load("ce_r50_500")
+    assert (ce.loss.name, ce.loss.focal_gamma, ce.loss.focal_alpha) == ("focal", 0.0, 0.75)
+    assert _diff(_as_dict_without_name(focal), _as_dict_without_name(ce)) == {"loss.focal_gamma": 0.0,
+                                                                             "loss.focal_alpha": 0.75}
     wrong = _load("g3_wrong_target")
     assert wrong.loss.wrong_target is True and _load("alrp_r50_500").loss.wrong_target is False
 

@@ -216,3 +216,26 @@ def test_missing_image_folder(tiny):
     (root / "train").rename(root / "elsewhere")
     with pytest.raises(DatasetError, match="image folder not found"):
         _dataset(root)
+
+
+def test_non_numeric_image_size_names_the_image(tiny):
+    root, coco = tiny
+    coco["images"][2]["width"] = "wide"
+    _rewrite(root, coco)
+    with pytest.raises(DatasetError, match="instances_train.json: image id 3 has a non-positive or non-numeric size"):
+        _dataset(root)
+
+
+def test_error_from_a_loader_worker_reduces_to_one_line(tiny):
+    from data.errors import error_message
+
+    root, coco = tiny
+    path = root / "train" / coco["images"][0]["file_name"]
+    path.write_bytes(path.read_bytes()[:-30])  # truncated PNG
+    cfg = DataConfig(root=str(root), num_workers=1, train_size=32)
+    loader = build_loader(build_dataset(cfg, "train", train=False), cfg, train=False, batch_size=2)
+    with pytest.raises(BadImageError) as info:
+        next(iter(loader))
+    assert "Traceback" in str(info.value)  # what torch re-raises from the worker
+    assert error_message(info.value) == f"{path}: truncated PNG (no IEND chunk)"
+    assert error_message(BadImageError(str(path), "empty file")) == f"{path}: empty file"

@@ -9,16 +9,9 @@ from torch.utils.data import DataLoader
 from alrp.engine import NonFiniteLossError, detections_to_coco, evaluate, train_one_epoch
 from alrp.logging import JsonlWriter, TensorBoardWriter
 from alrp.optim import build_optimizer, build_scheduler
-from train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
+from train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate, one_thread  # noqa: F401
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _setup(n=8, batch=2, lr=0.05, warmup=2):

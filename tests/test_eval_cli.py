@@ -94,6 +94,56 @@ def test_mode1_bad_inputs_exit_2_naming_the_file(tmp_path, capsys, problem):
     assert eval_cli.main(["--gt", str(gt), "--detections", str(dets)]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
+    if problem == "unknown_image":
+        assert "dets.json: detection #0" in err  # the file is named, not just "results"
+
+
+@pytest.mark.parametrize("problem,expected", [
+    ("unknown_image", "gt.json: annotation id 1 refers to unknown image_id 77"),
+    ("unknown_category", "gt.json: annotation id 1 refers to unknown category_id 5"),
+    ("bad_bbox", "gt.json: annotation id 1 has a malformed bbox"),
+    ("no_image_id", "gt.json: image #0 is not an object"),
+    ("duplicate_image", "gt.json: duplicate image id 2"),
+])
+def test_mode1_malformed_ground_truth_exit_2_naming_file_and_id(tmp_path, capsys, problem, expected):
+    gt, dets, _ = make_dataset(tmp_path)
+    data = json.loads(gt.read_text())
+    ann = data["annotations"][0]
+    if problem == "unknown_image":
+        ann["image_id"] = 77
+    elif problem == "unknown_category":
+        ann["category_id"] = 5
+    elif problem == "bad_bbox":
+        ann["bbox"] = [1, 2, "3", 4]
+    elif problem == "no_image_id":
+        data["images"][0] = 17
+    else:
+        data["images"][0]["id"] = 2
+    gt.write_text(json.dumps(data))
+    assert eval_cli.main(["--gt", str(gt), "--detections", str(dets)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+
+
+def test_ground_truth_without_iscrowd_area_or_file_names(tmp_path):
+    """Box-only COCO files often omit iscrowd/area (and eval needs no file names): same metrics as with them."""
+    gt, dets, _ = make_dataset(tmp_path)
+    full = evaluate_detections(load_gt(gt), dets)
+    data = json.loads(gt.read_text())
+    for ann in data["annotations"]:
+        del ann["iscrowd"], ann["area"]  # area 900/400 = bbox w*h here, so the metrics must not change
+    for img in data["images"]:
+        del img["file_name"], img["width"], img["height"]
+    gt.write_text(json.dumps(data))
+    bare = evaluate_detections(load_gt(gt), dets)
+    for key in ("AP", "AP50", "APs", "APm", "oLRP", "oLRP_loc", "oLRP_s", "rho"):
+        assert bare[key] == pytest.approx(full[key], nan_ok=True), key
+
+
+def test_repeated_set_flags_add_up():
+    args = eval_cli.parse_args(["--config", "c.yaml", "--checkpoint", "k.pth", "--set", "a.b=1", "c=2",
+                                "--set", "d.e=3"])
+    assert args.set == ["a.b=1", "c=2", "d.e=3"]
 
 
 def test_argument_errors():
@@ -155,3 +205,10 @@ def test_mode2_config_and_checkpoint(tmp_path, capsys):
     # a checkpoint of another model shape: clear error, exit 2
     rc = eval_cli.main(["--config", str(cfg_path), "--checkpoint", str(ckpt), "--set", "model.head.num_convs=2"])
     assert rc == 2 and "does not fit" in capsys.readouterr().err
+    # a truncated image, read in a loader worker: one line naming the file, exit 2
+    image = root / "val2017" / "im2.jpg"
+    image.write_bytes(image.read_bytes()[:200])
+    rc = eval_cli.main(["--config", str(cfg_path), "--checkpoint", str(ckpt), "--set", "data.num_workers=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: {image}: truncated JPEG (no ")

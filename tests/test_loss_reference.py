@@ -40,3 +40,10 @@ def test_wrong_values_and_missing_keys_fail(loss_reference_dir, tmp_path):
 def test_missing_path_is_an_error(tmp_path):
     proc = run(tmp_path / "nope.npz")
     assert proc.returncode == 1 and "nope.npz" in proc.stderr
+
+
+def test_corrupt_file_is_reported_by_name(tmp_path):
+    (tmp_path / "corrupt.npz").write_bytes(b"not a zip archive")
+    proc = run(tmp_path / "corrupt.npz")
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert "corrupt.npz: FAIL" in proc.stdout and "not an .npz archive" in proc.stdout

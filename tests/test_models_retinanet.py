@@ -10,7 +10,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator as Torchvi
 from torchvision.ops import FrozenBatchNorm2d
 
 from models import ModelConfig, build_detector
-from models.backbone import FrozenStatsBatchNorm2d, ResNetBackbone
+from models.backbone import FrozenStatsBatchNorm2d, PretrainedWeightsError, ResNetBackbone
 from models.config import AnchorConfig, BackboneConfig, HeadConfig
 
 SMALL = dict(backbone={"name": "resnet18", "norm": "gn", "frozen_stages": 0}, fpn={"channels": 64},
@@ -120,6 +120,12 @@ def test_pretrained_weights_are_loaded_and_mismatches_reported(tmp_path, caplog)
         ResNetBackbone(name="resnet34", pretrained=str(good))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         ResNetBackbone(name="resnet18", pretrained=str(tmp_path / "missing.pth"))
+    (tmp_path / "corrupt.pth").write_bytes(b"truncated")
+    with pytest.raises(PretrainedWeightsError, match="corrupt.pth.*cannot be read"):
+        ResNetBackbone(name="resnet18", pretrained=str(tmp_path / "corrupt.pth"))
+    torch.save({"model": state, "epoch": 3}, tmp_path / "checkpoint.pth")  # a training checkpoint, not a state dict
+    with pytest.raises(PretrainedWeightsError, match="checkpoint.pth is not a flat state dict"):
+        ResNetBackbone(name="resnet18", pretrained=str(tmp_path / "checkpoint.pth"))
     with caplog.at_level(logging.INFO, logger="models.backbone"):
         ResNetBackbone(name="resnet18")
     assert sum("randomly initialised" in r.message for r in caplog.records) == 1

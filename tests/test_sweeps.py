@@ -60,6 +60,7 @@ METRICS = {"AP": 0.389, "AP50": 0.581, "AP75": 0.405, "AP90": 0.174, "oLRP": 0.6
     ({"name": "ap", "box_loss": "smooth_l1", "self_balance": False}, 3),      # delta, beta, weight (Table 1)
     ({"name": "ap", "box_loss": "giou", "self_balance": True}, 1),
     ({"name": "focal", "box_loss": "smooth_l1", "self_balance": False}, 4),   # alpha, gamma, beta, weight
+    ({"name": "focal", "focal_gamma": 0.0, "box_loss": "smooth_l1", "self_balance": False}, 3),  # CE: no gamma
 ])
 def test_hyperparameter_count_matches_paper_table1(loss, expected):
     assert collect.loss_hyperparameters(loss) == expected
@@ -98,6 +99,39 @@ def test_collect_results_bad_metrics_names_file(tmp_path):
     res = _run([sys.executable, "scripts/collect_results.py", str(run)])
     assert res.returncode == 2
     assert str(run / "eval_metrics.json") in res.stderr and "Traceback" not in res.stderr
+
+
+def test_collect_results_bad_config_is_one_line_naming_file(tmp_path):
+    run = _fake_run(tmp_path, "bogus", {"name": "bogus"}, METRICS)
+    res = _run([sys.executable, "scripts/collect_results.py", str(run)])
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == f"[collect] error: {run / 'config.yaml'}: unknown loss.name 'bogus'"
+    (run / "config.yaml").write_text("loss: [unclosed\n")
+    res = _run([sys.executable, "scripts/collect_results.py", str(run)])
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert f"{run / 'config.yaml'}: not valid YAML" in res.stderr
+
+
+def test_collect_results_per_class_rho(tmp_path):
+    a = _fake_run(tmp_path, "a", {"name": "alrp"}, {**METRICS, "rho": 0.5, "per_class": {
+        "10": {"rho": 0.25}, "2": {"rho": 0.75}, "3": None}})
+    b = _fake_run(tmp_path, "b", {"name": "alrp"}, {**METRICS, "rho": None, "per_class": {"2": {"rho": None}}})
+    _fake_run(tmp_path, "c", {"name": "alrp"}, None)  # pending: no column
+    table = collect.per_class_rho_table([a, b, tmp_path / "c"])
+    assert table.splitlines()[:6] == ["| category id | a | b |", "|---|---|---|", "| 2 | 0.75 | – |",
+                                      "| 3 | – | – |", "| 10 | 0.25 | – |", "| mean | 0.50 | – |"]
+    res = _run([sys.executable, "scripts/collect_results.py", str(a), "--per-class"])
+    assert res.returncode == 0 and "| 10 | 0.25 |" in res.stdout and res.stdout.index("| run |") < \
+        res.stdout.index("| category id |")
+    (a / "eval_metrics.json").write_text(json.dumps({**METRICS, "per_class": [1, 2]}))
+    with pytest.raises(collect.ResultsError, match="per_class must be an object"):
+        collect.per_class_rho_table([a])
+
+
+def test_method_description_cross_entropy():
+    cfg = {"loss": {"name": "focal", "focal_gamma": 0.0, "box_loss": "smooth_l1", "self_balance": False,
+                    "loc_weight": 1.0}}
+    assert collect.describe_method(cfg) == "CE (alpha-balanced) (+ Smooth-L1, w=1)"
 
 
 def test_method_description_atss_and_wrong_target():
@@ -141,6 +175,19 @@ def test_plot_balance_reads_jsonl_in_order(tmp_path):
     assert it.tolist() == [1, 3] and pos.tolist() == [1.0, 3.0] and neg.tolist() == [2.0, 6.0]
 
 
+def test_plot_balance_skips_files_and_names_missing_folders(tmp_path):
+    _fake_log(tmp_path / "runs" / "alrp", 1.0, n=5)
+    (tmp_path / "runs" / "results.md").write_text("| table |\n")  # what a glob runs/table2/* also matches
+    out = tmp_path / "fig4.png"
+    res = _run([sys.executable, "scripts/plot_balance.py", *sorted(map(str, (tmp_path / "runs").iterdir())),
+                "--out", str(out)])
+    assert res.returncode == 0, res.stderr
+    assert "alrp: 5 points" in res.stdout and out.is_file()
+    res = _run([sys.executable, "scripts/plot_balance.py", str(tmp_path / "gone"), "--out", str(out)])
+    assert res.returncode == 2 and f"run folder(s) not found: {tmp_path / 'gone'}" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_plot_balance_without_statistics_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     res = _run([sys.executable, "scripts/plot_balance.py", str(tmp_path / "empty"), "--out",
@@ -158,6 +205,9 @@ SWEEPS = {
     "ablation_g1.sh": ["g1_ap_sl1", "g1_ap_sl1_sb", "g1_ap_iou", "g1_ap_iou_sb", "g1_ap_giou", "g1_ap_giou_sb"],
     "table6.sh": ["alrp500_r50", "alrp500_r101", "alrp500_x101", "alrp800_r101", "alrp800_x101"],
 }
+
+
+BALANCE_RUNS = ["alrp_r50_500", "focal_r50_500", "ce_r50_500"]
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +298,25 @@ def test_sweep_config_errors_stop_before_any_run(tmp_path, capsys, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
+def test_balance_sweep_logs_every_iteration(tmp_path, capsys, monkeypatch, echo_python):
+    argv = _sweep_argv("balance_fig4.sh", echo_python)
+    assert [a for a in argv if a.endswith(".yaml")] == [f"configs/{n}.yaml" for n in BALANCE_RUNS]
+    monkeypatch.chdir(REPO)
+    assert sweep.main([*argv, "--output-dir", str(tmp_path), "--set", "data.root=/data/coco"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0::3] == [f"# {n} (new)" for n in BALANCE_RUNS]
+    assert all(t.endswith("--set train.log_interval=1 data.root=/data/coco") for t in lines[1::3])
+
+
+def test_sweep_repeated_set_keeps_every_override(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    rc = sweep.main(["configs/t2_aploss.yaml", "--dry-run", "--output-dir", str(tmp_path),
+                     "--set", "data.root=/data/coco", "--set", "train.lr=0.1", "train.epochs=3"])
+    assert rc == 0
+    train = capsys.readouterr().out.splitlines()[1]
+    assert train.endswith("--set data.root=/data/coco train.lr=0.1 train.epochs=3")
+
+
 def test_sweep_rejects_missing_config():
     res = _run([sys.executable, "scripts/sweep.py", "configs/nope.yaml", "--dry-run"])
     assert res.returncode == 2 and "configs/nope.yaml" in res.stderr
@@ -256,8 +325,8 @@ def test_sweep_rejects_missing_config():
 # ------------------------------------------------------------------------------------- smoke sweep (real)
 def test_table2_smoke_sweep_end_to_end(tmp_path):
     """The real table-2 sweep with --smoke on a tiny synthetic dataset: four runs are marked finished beforehand
-    (skipped), the fifth (aLRP, GIoU, SB) trains its one-iteration epoch and is evaluated; then the results table and the
-    balance figure are made from its folder."""
+    (skipped), the fifth (aLRP, GIoU, SB) trains its one-iteration epoch and is evaluated; then the results table and
+    the balance figure are made from its folder."""
     pytest.importorskip("alrp.trainer")
     if not (REPO / "train.py").is_file() or not (REPO / "eval.py").is_file():
         pytest.skip("train.py / eval.py not present")

@@ -9,16 +9,9 @@ from alrp import checkpoint as ck
 from alrp.config import Config, EvalConfig, TrainConfig
 from alrp.engine import NonFiniteLossError
 from alrp.trainer import Parts, Trainer
-from train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
+from train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate, one_thread  # noqa: F401
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _parts_builder(crash_at_call=None, nan_at_call=None):
@@ -86,6 +79,26 @@ def test_reference_run_folder(reference):
     best = ck.load_checkpoint(run / "checkpoints" / "best.pth")
     assert best["best_ap"] == max(r["AP"] for r in lines if r["type"] == "epoch")
     assert best["epoch"] == best["best_epoch"]
+    tags = _tensorboard_scalars(run / "tensorboard")
+    assert {"train/L_cls", "train/L_loc", "train/SB_weight", "train/lr", "train/grad_pos_sum",
+            "train/grad_neg_sum", "eval/AP"} <= set(tags)
+    assert [step for step, _ in tags["eval/AP"]] == [3, 6, 9]  # after each epoch, at the global iteration
+    assert [v for _, v in tags["eval/AP"]] == pytest.approx([r["AP"] for r in lines if r["type"] == "epoch"])
+    assert [step for step, _ in tags["train/lr"]] == [2, 4, 6, 8]  # every log_interval=2 iterations
+
+
+def _tensorboard_scalars(folder):
+    """{tag: [(step, value), ...]} of the event files in ``folder`` (read with TensorBoard's own reader)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _strict_json(line):
+    """json.loads that rejects NaN/Infinity tokens (not JSON; jq and JavaScript refuse them)."""
+    return json.loads(line, parse_constant=lambda token: pytest.fail(f"non-JSON constant {token} in {line}"))
 
 
 def test_resume_at_epoch_boundary_is_exact(tmp_path, reference):
@@ -177,7 +190,47 @@ def test_cli_real_parts_resume_is_exact(tiny_config):
     assert a["iteration"] == b["iteration"] == 4 and a["epoch"] == b["epoch"] == 2
     _assert_same(a["model"], b["model"])
     assert a["self_balance"] == b["self_balance"] and a["self_balance"][0]["weight"] != 50.0
-    epochs = [json.loads(x) for x in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [_strict_json(x) for x in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in epochs if r["type"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2] and all("oLRP" in r and "AP" in r for r in epochs)
+    assert all(r["bad_images_skipped"] == 0 for r in epochs)
     assert (runs / "straight" / "checkpoints" / "best.pth").is_file()
+    tags = _tensorboard_scalars(runs / "straight" / "tensorboard")
+    assert {"eval/AP", "eval/oLRP", "eval/AP50", "train/L_cls", "train/L_loc", "train/SB_weight",
+            "train/grad_pos_sum", "train/grad_neg_sum"} <= set(tags)
+
+
+def _last_line(text):
+    return text.strip().splitlines()[-1]
+
+
+def test_cli_bad_input_gives_one_line_errors(tiny_config, tmp_path, capsys):
+    """Missing data, a device that is not there, unreadable images: one log line and an exit code, no traceback."""
+    import train
+    from data.synthetic import write_synthetic_coco
+
+    base = ["--config", str(tiny_config), "--no-progress", "--output-dir", str(tmp_path / "runs"),
+            "--set", "train.epochs=1", "train.eval_interval=0"]
+    assert train.main(base + ["--name", "nodata", "--set", f"data.root={tmp_path / 'none'}"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and _last_line(err).endswith(
+        f"{tmp_path / 'none' / 'annotations' / 'instances_train.json'}: annotation file not found")
+    if not torch.cuda.is_available():
+        assert train.main(base + ["--name", "nocuda", "--set", "device=cuda"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "config error: device='cuda' but CUDA is not available" in err
+
+    root = tmp_path / "coco"
+    write_synthetic_coco(root, "train", num_images=4, size=(96, 128), seed=1)
+    bad = root / "train" / "000003.png"
+    bad.write_bytes(bad.read_bytes()[:-30])  # truncated PNG
+    data = ["--set", f"data.root={root}"]
+    assert train.main(base + data + ["--name", "skip", "--set", "data.on_bad_image=skip"]) == 0
+    run = tmp_path / "runs" / "skip"
+    epoch = [_strict_json(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert epoch["type"] == "epoch" and epoch["bad_images_skipped"] == 1
+    assert f"1 unreadable image(s) skipped (data.on_bad_image=skip): {bad}" in (run / "log.txt").read_text()
+    capsys.readouterr()
+    assert train.main(base + data + ["--name", "error", "--set", "data.num_workers=1"]) == 1  # default: error
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and _last_line(err).endswith(f"{bad}: truncated PNG (no IEND chunk)")

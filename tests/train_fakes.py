@@ -6,6 +6,7 @@ loss and gradient of the whole batch, which the DDP-equivalence test relies on.
 """
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,26 +14,21 @@ from torch.utils.data import Dataset
 from torchvision.ops import box_iou
 
 from alrp import distributed as dist_utils
-
-try:
-    from models.targets import LossTargets
-except ImportError:  # models/ not written yet: same fields
-    from dataclasses import dataclass
-
-    @dataclass
-    class LossTargets:  # type: ignore[no-redef]
-        logits: torch.Tensor
-        targets: torch.Tensor
-        pos_pred_boxes: torch.Tensor
-        pos_gt_boxes: torch.Tensor
-        pos_pred_deltas: torch.Tensor
-        pos_gt_deltas: torch.Tensor
-
-        @property
-        def num_pos(self) -> int:
-            return int(self.pos_gt_boxes.shape[0])
+from models.targets import LossTargets
 
 SIZE, STRIDE, K = 16, 4, 2
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy CPU.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")`` after ``from train_fakes import one_thread``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class FakeDetector(nn.Module):

@@ -80,30 +80,23 @@ def alrp_loss(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float 
     Returns:
         :class:`ALRPResult`. Without positives both losses are 0 (connected to the graph) and gradients are 0.
     """
-    ranking.check_inputs(logits, targets, delta)
-    logits32 = logits.float()
-    pos_appear = ranking.positive_positions(targets)
-    num_pos = pos_appear.numel()
+    logits32, counts = ranking.prepare(logits, targets, delta)
+    num_pos = 0 if counts is None else counts.pairs.num_pos
     if loc_errors.dim() != 1 or loc_errors.numel() != num_pos:
         raise ValueError(f"loc_errors must have shape ({num_pos},) (one per positive target), "
                          f"got {tuple(loc_errors.shape)}")
-    if num_pos == 0:
+    if counts is None:
         empty = ranking.empty_result(logits32)
         return ALRPResult(cls=empty.loss, loc=0.0 * loc_errors.sum(), rank=empty.rank, grad=empty.grad,
                           grad_pos_sum=empty.grad_pos_sum, grad_neg_sum=empty.grad_neg_sum)
-    ps = ranking.build_pairs(logits32.detach(), targets, delta, pos_appear)
+    ps, n_fp, rank = counts.pairs, counts.n_fp, counts.rank
     loc_sorted = loc_errors[ps.pos_order]
     e_det = loc_sorted.detach().double()
-    n_fp = ranking.negatives_above(ps)
-    rank = 1.0 + ranking.positives_above(ps) + n_fp
-    loc_above = ranking.positives_above(ps, e_det)  # sum_{k != i} E_loc(k) H(s_k - s_i)
-    excess = (n_fp + loc_above) / rank  # l(i) - l*(i)
+    excess = (n_fp + ranking.positives_above(ps, e_det)) / rank  # l(i) - l*(i); sum_{k != i} E_loc(k) H(x_ik)
     if wrong_target:
         excess = excess + e_det / rank
-    grad, pos_sum, neg_sum = ranking.error_driven_gradient(ps, excess, n_fp, num_pos, eps=ALRP_EPS,
-                                                           update_unranked=wrong_target)
-    cls_value = (n_fp / rank).mean().float()
+    res = ranking.finish(logits32, counts, (n_fp / rank).mean(), excess, num_pos, eps=ALRP_EPS,
+                         update_unranked=wrong_target)
     loc = _hard_cumulative_loc(ps, loc_sorted.float(), rank.float())
-    return ALRPResult(cls=ranking.attach_gradient(logits32, cls_value, grad), loc=loc,
-                      rank=ranking.unsort(ps, rank.float()), grad=grad, grad_pos_sum=pos_sum,
-                      grad_neg_sum=neg_sum)
+    return ALRPResult(cls=res.loss, loc=loc, rank=res.rank, grad=res.grad, grad_pos_sum=res.grad_pos_sum,
+                      grad_neg_sum=res.grad_neg_sum)

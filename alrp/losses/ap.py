@@ -22,22 +22,12 @@ def ap_loss_result(logits: Tensor, targets: Tensor, delta: float = 1.0) -> ranki
         targets: (M,) int, 1 positive, 0 negative, -1 ignored.
         delta: smoothing of the step function.
     """
-    ranking.check_inputs(logits, targets, delta)
-    logits32 = logits.float()
-    pos_appear = ranking.positive_positions(targets)
-    if pos_appear.numel() == 0:
+    logits32, counts = ranking.prepare(logits, targets, delta)
+    if counts is None:
         return ranking.empty_result(logits32)
-    ps = ranking.build_pairs(logits32.detach(), targets, delta, pos_appear)
-    n_fp = ranking.negatives_above(ps)
-    rank_pos = 1.0 + ranking.positives_above(ps)
-    rank = rank_pos + n_fp
-    interp = torch.cummax(rank_pos / rank, dim=0).values  # ascending scores: highest recall first
+    interp = torch.cummax(counts.rank_pos / counts.rank, dim=0).values  # ascending scores: highest recall first
     excess = 1.0 - interp
-    grad, pos_sum, neg_sum = ranking.error_driven_gradient(ps, excess, n_fp, ps.num_pos, eps=0.0)
-    value = excess.mean().float()
-    return ranking.RankingResult(loss=ranking.attach_gradient(logits32, value, grad),
-                                 rank=ranking.unsort(ps, rank.float()), grad=grad, grad_pos_sum=pos_sum,
-                                 grad_neg_sum=neg_sum)
+    return ranking.finish(logits32, counts, excess.mean(), excess, counts.pairs.num_pos)
 
 
 def ap_loss(logits: Tensor, targets: Tensor, delta: float = 1.0) -> Tensor:

@@ -25,20 +25,10 @@ def ndcg_loss(logits: Tensor, targets: Tensor, delta: float = 1.0) -> ranking.Ra
         targets: (M,) int, 1 positive, 0 negative, -1 ignored.
         delta: smoothing of the step function.
     """
-    ranking.check_inputs(logits, targets, delta)
-    logits32 = logits.float()
-    pos_appear = ranking.positive_positions(targets)
-    if pos_appear.numel() == 0:
+    logits32, counts = ranking.prepare(logits, targets, delta)
+    if counts is None:
         return ranking.empty_result(logits32)
-    ps = ranking.build_pairs(logits32.detach(), targets, delta, pos_appear)
-    n_fp = ranking.negatives_above(ps)
-    rank_pos = 1.0 + ranking.positives_above(ps)
-    rank = rank_pos + n_fp
-    g_max = sum(1.0 / math.log2(1.0 + n) for n in range(1, ps.num_pos + 1))
-    gain = 1.0 / torch.log2(1.0 + rank)
-    excess = (1.0 / torch.log2(1.0 + rank_pos) - gain) / g_max
-    grad, pos_sum, neg_sum = ranking.error_driven_gradient(ps, excess, n_fp, 1.0, eps=0.0)
-    value = (1.0 - gain.sum() / g_max).float()
-    return ranking.RankingResult(loss=ranking.attach_gradient(logits32, value, grad),
-                                 rank=ranking.unsort(ps, rank.float()), grad=grad, grad_pos_sum=pos_sum,
-                                 grad_neg_sum=neg_sum)
+    g_max = sum(1.0 / math.log2(1.0 + n) for n in range(1, counts.pairs.num_pos + 1))
+    gain = 1.0 / torch.log2(1.0 + counts.rank)
+    excess = (1.0 / torch.log2(1.0 + counts.rank_pos) - gain) / g_max
+    return ranking.finish(logits32, counts, 1.0 - gain.sum() / g_max, excess, 1.0)

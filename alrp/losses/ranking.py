@@ -13,9 +13,10 @@ AP Loss, aLRP Loss and NDCG Loss only differ in ``l - l*`` (``excess`` below) an
 
 How it is fast: every quantity is a sum of ``H`` over pairs, and ``H(s - s_i)`` is piecewise linear in ``s`` with
 breakpoints ``s_i -+ delta``. The 2P sorted breakpoints cut the score axis into 2P + 1 bins. Each negative is
-placed in its bin once (:func:`bucketize`, an exact ``searchsorted`` through a uniform-grid table); per-bin counts and sums of scores (float64) then give every
-``N_FP(i)`` by prefix sums, and the negatives' gradient is ``A[bin] + B[bin] * s`` with per-bin coefficients
-built from prefix sums over the positives. Cost: a few passes over the M logits plus O(P log P); memory O(M).
+placed in its bin once (:func:`alrp.losses.binning.bucketize`, an exact ``searchsorted`` through a uniform-grid
+table); per-bin counts and sums of scores (float64) then give every ``N_FP(i)`` by prefix sums, and the negatives'
+gradient is ``A[bin] + B[bin] * s`` with per-bin coefficients built from prefix sums over the positives.
+Cost: a few passes over the M logits plus O(P log P); memory O(M).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from alrp.losses.binning import bucketize
 
 
 @dataclass
@@ -84,41 +87,6 @@ class PairStructure:
     def num_bins(self) -> int:
         """Number of real bins (2P + 1); the dummy bin has this index."""
         return 2 * self.num_pos + 1
-
-
-def _grid_cells(x: Tensor, lo: float, inv_width: float, num_cells: int) -> Tensor:
-    """Uniform-grid cell ``floor((x - lo) / width) + 1`` clamped to ``0..num_cells + 1``, monotone in x: int32."""
-    offset = torch.tensor(1.0 - lo * inv_width, dtype=x.dtype, device=x.device)
-    return torch.add(offset, x, alpha=inv_width).clamp_(0.0, num_cells + 1.0).to(torch.int32)
-
-
-def bucketize(edges: Tensor, values: Tensor, cells_per_edge: int = 64) -> Tensor:
-    """Exact ``searchsorted(edges, values, right=True)`` (= number of edges <= value), faster for many values.
-
-    A uniform grid over ``[edges[0], edges[-1]]`` (plus two spare cells each side) maps each value to a cell with a
-    few elementwise ops. The float32 cell map is monotone, so a cell at distance >= 2 from every edge's cell (the
-    margin absorbs a one-cell difference between vectorised and scalar code paths, FMA or not) has one answer for
-    all its values, looked up in a table; only values in cells near an edge fall back to ``searchsorted``.
-
-    Args:
-        edges: (E,) sorted float32, E >= 1, with ``edges[-1] > edges[0]``.
-        values: (M,) float32 finite (or +-inf).
-    Returns:
-        (M,) int32 bin index in ``0..E``.
-    """
-    num_cells = int(min(max(cells_per_edge * edges.numel(), 1024), 1 << 18))
-    width = (float(edges[-1]) - float(edges[0])) / (num_cells - 4)
-    lo = float(edges[0]) - 2.0 * width  # two spare cells at each end keep cells 0 and num_cells + 1 clean
-    inv_width = 1.0 / width
-    edge_cells = _grid_cells(edges, lo, inv_width, num_cells).long()
-    all_cells = torch.arange(num_cells + 2, device=edges.device)
-    table = torch.searchsorted(edge_cells, all_cells, right=False, out_int32=True)
-    near = torch.cat([edge_cells - 1, edge_cells, edge_cells + 1]).clamp_(0, num_cells + 1)
-    table[near] = -1  # cells near an edge: resolved exactly below
-    bins = table.index_select(0, _grid_cells(values, lo, inv_width, num_cells))
-    unresolved = (bins < 0).nonzero().squeeze(1)
-    exact = torch.searchsorted(edges, values.index_select(0, unresolved), right=True, out_int32=True)
-    return bins.index_copy_(0, unresolved, exact)
 
 
 def positive_positions(targets: Tensor) -> Tensor:
@@ -253,6 +221,59 @@ class _ErrorDriven(torch.autograd.Function):
 def attach_gradient(logits: Tensor, value: Tensor, grad: Tensor) -> Tensor:
     """Return ``value`` (a detached scalar) as a tensor whose backward w.r.t. ``logits`` is ``grad`` (M,)."""
     return _ErrorDriven.apply(logits, value, grad.to(logits.dtype))
+
+
+@dataclass
+class RankCounts:
+    """Smoothed counts of one batch over the sorted positives, shared by every ranking loss.
+
+    Attributes:
+        pairs: the pair structure they were computed on.
+        n_fp: (P,) float64 ``N_FP(i)``, negatives ranked above each sorted positive.
+        rank_pos: (P,) float64 ``rank+(i)``, rank among positives.
+    """
+
+    pairs: PairStructure
+    n_fp: Tensor
+    rank_pos: Tensor
+
+    @property
+    def rank(self) -> Tensor:
+        """(P,) float64 ``rank(i) = rank+(i) + N_FP(i)``, rank among all pairs."""
+        return self.rank_pos + self.n_fp
+
+
+def prepare(logits: Tensor, targets: Tensor, delta: float) -> tuple[Tensor, RankCounts | None]:
+    """Validate the inputs of a ranking loss, cast the logits to float32 and count ranks.
+
+    Args:
+        logits: (M,) float logits. targets: (M,) int in {1, 0, -1}. delta: smoothing of the step function.
+    Returns:
+        logits (M,) float32 (still attached to the graph), and the :class:`RankCounts` (None without positives).
+    """
+    check_inputs(logits, targets, delta)
+    logits32 = logits.float()
+    pos_appear = positive_positions(targets)
+    if pos_appear.numel() == 0:
+        return logits32, None
+    ps = build_pairs(logits32.detach(), targets, delta, pos_appear)
+    return logits32, RankCounts(pairs=ps, n_fp=negatives_above(ps), rank_pos=1.0 + positives_above(ps))
+
+
+def finish(logits32: Tensor, counts: RankCounts, value: Tensor, excess: Tensor, z: float, eps: float = 0.0,
+           update_unranked: bool = False) -> RankingResult:
+    """Package a ranking loss: its value with the error-driven gradient of ``excess`` attached to the logits.
+
+    Args:
+        logits32: (M,) float32 logits from :func:`prepare`.
+        value: () the loss value (detached). excess: (P,) float64 ``l(i) - l*(i)`` per sorted positive.
+        z, eps, update_unranked: see :func:`error_driven_gradient`.
+    """
+    grad, pos_sum, neg_sum = error_driven_gradient(counts.pairs, excess, counts.n_fp, z, eps=eps,
+                                                   update_unranked=update_unranked)
+    return RankingResult(loss=attach_gradient(logits32, value.float(), grad),
+                         rank=unsort(counts.pairs, counts.rank.float()), grad=grad, grad_pos_sum=pos_sum,
+                         grad_neg_sum=neg_sum)
 
 
 def unsort(ps: PairStructure, sorted_values: Tensor) -> Tensor:

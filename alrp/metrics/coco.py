@@ -9,13 +9,15 @@ import contextlib
 import copy
 import io
 import json
-import math
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from data.annotations import is_finite_number, read_json, validate
+from data.errors import DatasetError
 
 Results = Union[Sequence[dict], str, Path]
 
@@ -36,31 +38,48 @@ def _quiet():
 
 
 def load_gt(path: Union[str, Path]) -> COCO:
-    """Load a COCO ground-truth annotation file.
+    """Load and validate a COCO ground-truth annotation file.
+
+    Images need only an ``id``; annotations need ``id``, ``image_id``, ``category_id`` and ``bbox`` (missing
+    ``iscrowd`` / ``area`` are filled by `complete_gt`).
 
     Raises:
         FileNotFoundError: the file does not exist (message names it).
-        EvaluationInputError: not valid JSON or not a COCO dict with images/annotations/categories.
+        EvaluationInputError: not valid JSON, not a COCO dict, duplicate ids, annotations that refer to unknown
+            images or categories, or a malformed bbox; the message names the file and the offending id.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ground-truth file not found: {path}")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise EvaluationInputError(f"{path}: not valid JSON ({err})") from None
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise EvaluationInputError(f"{path}: not a COCO ground-truth file (missing {', '.join(missing)})")
+        data = read_json(path)
+        validate(path, data, image_keys=("id",))
+    except DatasetError as err:
+        raise EvaluationInputError(str(err)) from None
     coco = COCO()
     coco.dataset = data
     with _quiet():
         coco.createIndex()
-    return coco
+    return complete_gt(coco)
 
 
-def read_results(results: Results) -> tuple[list, str]:
-    """(detections list, source name for messages) from a list or a JSON file path."""
+def complete_gt(coco_gt: COCO) -> COCO:
+    """Fills what COCOeval needs but box-only COCO files may omit: ``iscrowd`` (0) and ``area`` (bbox w * h).
+
+    Modifies the annotation dicts in place (``coco_gt.anns`` and ``coco_gt.dataset`` share them); returns ``coco_gt``.
+    """
+    for ann in coco_gt.dataset.get("annotations", []):
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:
+            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+    return coco_gt
+
+
+def read_results(results: Results, source: Optional[str] = None) -> tuple[list, str]:
+    """(detections list, source name for messages) from a list or a JSON file path.
+
+    ``source`` names a list in error messages (e.g. the file it was read from); default "results".
+    """
     if isinstance(results, (str, Path)):
         path = Path(results)
         if not path.is_file():
@@ -72,11 +91,7 @@ def read_results(results: Results) -> tuple[list, str]:
         if not isinstance(data, list):
             raise EvaluationInputError(f"{path}: a COCO results file must hold a JSON list of detections")
         return data, str(path)
-    return list(results), "results"
-
-
-def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return list(results), source or "results"
 
 
 def _check_detection(det: Any, i: int, source: str, img_ids: set, cat_ids: set) -> None:
@@ -91,20 +106,21 @@ def _check_detection(det: Any, i: int, source: str, img_ids: set, cat_ids: set) 
     if det["category_id"] not in cat_ids:
         raise EvaluationInputError(f"{where}: category_id {det['category_id']!r} is not in the ground truth")
     bbox = det["bbox"]
-    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_finite_number(v) for v in bbox)):
+    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
         raise EvaluationInputError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
-    if not _is_finite_number(det["score"]):
+    if not is_finite_number(det["score"]):
         raise EvaluationInputError(f"{where}: score is not finite ({det['score']!r})")
 
 
-def load_results(coco_gt: COCO, results: Results) -> COCO:
+def load_results(coco_gt: COCO, results: Results, source: Optional[str] = None) -> COCO:
     """Validate detections and index them as a pycocotools results COCO (empty lists allowed).
 
     Args:
         coco_gt: the ground truth the detections refer to.
         results: list of ``{image_id, category_id, bbox [x, y, w, h] pixels, score}`` or a path to such a JSON list.
+        source: how errors name a list (e.g. the file it came from).
     """
-    dets, source = read_results(results)
+    dets, source = read_results(results, source)
     img_ids, cat_ids = set(coco_gt.getImgIds()), set(coco_gt.getCatIds())
     for i, det in enumerate(dets):
         _check_detection(det, i, source, img_ids, cat_ids)
@@ -121,7 +137,7 @@ def load_results(coco_gt: COCO, results: Results) -> COCO:
 
 def run_cocoeval(coco_gt: COCO, coco_dt: COCO) -> COCOeval:
     """Run COCOeval (bbox) evaluate + accumulate quietly; ``evalImgs`` and ``ious`` stay available for oLRP."""
-    evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+    evaluator = COCOeval(complete_gt(coco_gt), coco_dt, iouType="bbox")
     with _quiet():
         evaluator.evaluate()
         evaluator.accumulate()

@@ -34,9 +34,12 @@ class Evaluation:
     cat_names: dict[int, str]
 
 
-def run_evaluation(coco_gt: COCO, results: Results) -> Evaluation:
-    """Evaluate COCO-format detections against ``coco_gt`` (see ``evaluate_detections``)."""
-    evaluator = run_cocoeval(coco_gt, load_results(coco_gt, results))
+def run_evaluation(coco_gt: COCO, results: Results, source: Optional[str] = None) -> Evaluation:
+    """Evaluate COCO-format detections against ``coco_gt`` (see ``evaluate_detections``).
+
+    ``source`` names a results list in error messages (e.g. the file it was read from).
+    """
+    evaluator = run_cocoeval(coco_gt, load_results(coco_gt, results, source))
     metrics: dict[str, Any] = dict(coco_summary(evaluator))
     lrp, per_class_lrp = olrp_summary(evaluator, TAU)
     metrics.update(lrp)
