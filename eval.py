@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -91,7 +92,9 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dic
         state = load_checkpoint(args.checkpoint, map_location="cpu")
     except (DatasetError, CheckpointError, DeviceUnavailableError) as err:
         raise UsageError(str(err)) from None
-    model = models.build_detector(cfg.model, dataset.num_classes)
+    # The checkpoint holds every weight: skip `backbone.pretrained` (it may not exist on the evaluating machine).
+    no_pretrained = replace(cfg.model, backbone=replace(cfg.model.backbone, pretrained=None))
+    model = models.build_detector(no_pretrained, dataset.num_classes)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:  # shapes/keys differ: the checkpoint is from another model config

@@ -42,10 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from alrp.trainer import SetupError, Trainer  # imports torch/data/models: after the config is known to be valid
     from data.errors import DatasetError, error_message
+    from models import PretrainedWeightsError
 
     try:
         summary = Trainer(cfg, resume=args.resume, show_progress=not args.no_progress).fit()
-    except (SetupError, dist_utils.DeviceUnavailableError) as err:
+    except (SetupError, dist_utils.DeviceUnavailableError, PretrainedWeightsError) as err:
         get_logger("train").error("config error: %s", err)
         return 2
     except (NonFiniteLossError, CheckpointError, FileExistsError, DatasetError) as err:

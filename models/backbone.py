@@ -59,7 +59,7 @@ def load_pretrained(model: nn.Module, path: str) -> None:
     """Loads a local torchvision-format ResNet state dict into `model`, failing with the key differences."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"backbone.pretrained: {file} does not exist")
+        raise PretrainedWeightsError(f"backbone.pretrained: {file} does not exist")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt or truncated file, pickled objects other than tensors, ...

@@ -118,7 +118,7 @@ def test_pretrained_weights_are_loaded_and_mismatches_reported(tmp_path, caplog)
         ResNetBackbone(name="resnet18", pretrained=str(tmp_path / "bad.pth"))
     with pytest.raises(ValueError, match="does not fit"):
         ResNetBackbone(name="resnet34", pretrained=str(good))
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(PretrainedWeightsError, match="missing.pth does not exist"):
         ResNetBackbone(name="resnet18", pretrained=str(tmp_path / "missing.pth"))
     (tmp_path / "corrupt.pth").write_bytes(b"truncated")
     with pytest.raises(PretrainedWeightsError, match="corrupt.pth.*cannot be read"):
