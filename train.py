@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         dist_utils.cleanup()
-    get_logger("train").info("done: %d epochs, %d iterations; best AP %.4f (epoch %d); last checkpoint %s",
-                             summary["epoch"], summary["iteration"], summary["best_ap"], summary["best_epoch"],
-                             summary["checkpoint"])
+    best = (f"best AP {summary['best_ap']:.4f} (epoch {summary['best_epoch']})" if summary["best_epoch"] >= 0
+            else "no evaluation run")
+    get_logger("train").info("done: %d epochs, %d iterations; %s; last checkpoint %s",
+                             summary["epoch"], summary["iteration"], best, summary["checkpoint"])
     return 0
 
 
