@@ -289,7 +289,9 @@ class Trainer:
             while self.epoch < tc.epochs and (tc.max_iters is None or self.iteration < tc.max_iters):
                 self._run_epoch()
             if self._eval_due(final=True):  # e.g. a max_iters stop inside an epoch
-                self._record_best(self._evaluate(), self.last_checkpoint)
+                scalars = self._evaluate()
+                self._record_best(scalars, self.last_checkpoint)
+                self.jsonl.write({"type": "eval", "epoch": self.epoch, "iteration": self.iteration, **scalars})
         finally:
             self.tb.close()
         return {"run_dir": str(self.run_dir), "epoch": self.epoch, "iteration": self.iteration,

@@ -16,3 +16,21 @@ def test_unknown_config_key_names_the_key(capsys):
     code = train.main(["--config", "configs/alrp_r50_500.yaml", "--set", "train.lrr=0.1"])
     assert code == 2
     assert "train.lrr: unknown key" in capsys.readouterr().err
+
+
+def test_max_iters_stop_inside_an_epoch_records_the_final_evaluation(tmp_path):
+    import json
+
+    from data.synthetic import write_synthetic_coco
+
+    root = tmp_path / "data"
+    write_synthetic_coco(root, "train", num_images=4, size=(96, 128), seed=1)
+    write_synthetic_coco(root, "val", num_images=2, size=(96, 128), seed=2)
+    code = train.main(["--config", "configs/demo_trees.yaml", "--no-progress", "--output-dir", str(tmp_path / "runs"),
+                       "--name", "stop", "--set", f"data.root={root}", "data.train_size=128",
+                       "data.eval_short_side=128", "data.eval_max_size=128", "train.batch_size=2",
+                       "train.ref_batch_size=2", "eval.batch_size=2", "train.max_iters=1", "train.eval_interval=1"])
+    assert code == 0
+    records = [json.loads(line) for line in (tmp_path / "runs" / "stop" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["type"] == "eval"]
+    assert len(evals) == 1 and evals[0]["iteration"] == 1 and "AP" in evals[0] and "oLRP" in evals[0]
