@@ -5,7 +5,7 @@ Both models run their raw path (backbone + FPN + head, no resize/normalise trans
 stem + stage 1 frozen, as in fine-tuning from ImageNet weights. Timings alternate between the two models each
 iteration and report the median, so a shared machine's load hits both alike.
 
-    python benchmarks/bench_model.py --device cpu --batch 1 --iters 3
+    python benchmarks/bench_model.py --device cpu --batch 1 --iters 10
 Last line: `model/torchvision forward ratio: X.XX`.
 """
 import argparse
@@ -108,7 +108,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=None, help="images per step (default 1 on CPU, 8 on CUDA)")
-    parser.add_argument("--iters", type=int, default=None, help="timed iterations (default 3 on CPU, 20 on CUDA)")
+    parser.add_argument("--iters", type=int, default=None, help="timed iterations (default 10 on CPU, 20 on CUDA)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--p6-from", default="c5", choices=["c5", "p5"],
                         help="our P6 source: c5 (default, ablation code) or p5 (torchvision's design)")
@@ -123,7 +123,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("--device cuda but CUDA is not available")
     cuda = args.device == "cuda"
     args.batch = args.batch or (8 if cuda else 1)
-    args.iters = args.iters or (20 if cuda else 3)
+    args.iters = args.iters or (20 if cuda else 10)
     return args
 
 
