@@ -109,8 +109,8 @@ def _apply_override(data: dict, origins: dict[str, str], text: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"{OVERRIDE_SOURCE} {text}", ".".join(parts[:i + 1]), "is not a section")
-    _merge(node, {parts[-1]: value}, origins, lambda k: f"{OVERRIDE_SOURCE} {text}", ".".join(parts[:-1]) + "."
-           if len(parts) > 1 else "")
+    parent = ".".join(parts[:-1])
+    _merge(node, {parts[-1]: value}, origins, lambda k: f"{OVERRIDE_SOURCE} {text}", f"{parent}." if parent else "")
 
 
 # ----------------------------------------------------------------------------------------------- typed building

@@ -127,8 +127,8 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
 def reduce_dict(values: dict[str, float | torch.Tensor], device: torch.device) -> dict[str, float]:
     """Averages scalar values over processes, for display only (keys must be the same on every rank)."""
     keys = sorted(values)
-    if not keys:
-        return {}
+    if not keys or not is_initialized():  # one process: no device round trip on every iteration
+        return {k: float(values[k]) for k in keys}
     stacked = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     stacked = all_reduce_mean(stacked)
     return {k: float(v) for k, v in zip(keys, stacked.tolist())}

@@ -23,10 +23,9 @@ log = get_logger("engine")
 # Criterion outputs logged as scalars; the first three are checked before the others when looking for a NaN.
 LOSS_PARTS = ("cls", "loc", "total")
 STAT_KEYS = ("loc_weight", "grad_pos_sum", "grad_neg_sum", "num_pos")
-# TensorBoard names (paper Fig. 4 statistics: summed |dL/ds| over positives and negatives).
-TB_NAMES = {"cls": "L_cls", "loc": "L_loc", "total": "loss", "sb_weight": "SB_weight", "lr": "lr",
-            "grad_pos_sum": "grad_pos_sum", "grad_neg_sum": "grad_neg_sum", "num_pos": "num_pos",
-            "grad_norm": "grad_norm", "loc_weight": "loc_weight"}
+# TensorBoard names where they differ from the logged keys (the others, e.g. the paper Fig. 4 statistics
+# grad_pos_sum / grad_neg_sum, keep their key).
+TB_NAMES = {"cls": "L_cls", "loc": "L_loc", "total": "loss", "sb_weight": "SB_weight"}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,11 +63,6 @@ def _first_non_finite(values: dict[str, float]) -> str | None:
     return None
 
 
-def _sb_weight(criterion: Any) -> float | None:
-    sb = getattr(criterion, "self_balance", None)
-    return None if sb is None else float(sb.weight)
-
-
 def train_one_epoch(model: nn.Module, criterion: Callable[[Any], dict[str, torch.Tensor]],
                     batches: Iterable[tuple[torch.Tensor, list[dict[str, Any]]]],
                     optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -103,6 +97,7 @@ def train_one_epoch(model: nn.Module, criterion: Callable[[Any], dict[str, torch
     meters = MetricLogger(window=max(1, log_interval))
     iteration, steps = start_iteration, 0
     rank0 = dist_utils.is_main_process()
+    sb = getattr(criterion, "self_balance", None)
     if max_iters is not None and iteration >= max_iters:
         batches = []  # nothing left to do: do not even start the loader
     bar = progress(batches, total=num_batches, desc=f"epoch {epoch}", enabled=show_progress and rank0)
@@ -116,7 +111,7 @@ def train_one_epoch(model: nn.Module, criterion: Callable[[Any], dict[str, torch
         loss_targets = net.loss_targets(outputs, net.anchors(images), targets)
         losses = criterion(loss_targets)
 
-        values = dist_utils.reduce_dict(_scalars(losses, _sb_weight(criterion)), device)
+        values = dist_utils.reduce_dict(_scalars(losses, None if sb is None else sb.weight), device)
         bad = _first_non_finite(values)
         if bad is not None:
             raise NonFiniteLossError(iteration + 1, bad, values[bad], _image_ids(targets))
@@ -125,7 +120,6 @@ def train_one_epoch(model: nn.Module, criterion: Callable[[Any], dict[str, torch
         values["grad_norm"] = _backward_and_step(losses["total"], model, optimizer, scaler, grad_clip)
         values["lr"] = current_lr(optimizer)
         scheduler.step()
-        sb = getattr(criterion, "self_balance", None)
         if sb is not None and int(loss_targets.num_pos) > 0:
             sb.accumulate(losses["cls"].detach(), losses["loc"].detach())
 

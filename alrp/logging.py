@@ -153,10 +153,6 @@ class TensorBoardWriter:
             if value is not None and math.isfinite(float(value)):
                 self._writer.add_scalar(f"{prefix}{name}", float(value), step)
 
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

@@ -110,7 +110,7 @@ class Trainer:
     def __init__(self, cfg: Config, *, resume: bool = False,
                  parts_builder: Callable[[Config, torch.device, dist_utils.DistInfo], Parts] = build_parts,
                  metrics_fn: Callable[[Any, list[dict]], dict] = coco_metrics, show_progress: bool = True) -> None:
-        self.cfg, self.resume, self.metrics_fn, self.show_progress = cfg, resume, metrics_fn, show_progress
+        self.cfg, self.metrics_fn, self.show_progress = cfg, metrics_fn, show_progress
         tc = cfg.train
         self.info = dist_utils.init_distributed(dist_utils.resolve_device(cfg.device))
         self.device, self.rank0 = self.info.device, self.info.rank == 0
@@ -276,11 +276,16 @@ class Trainer:
             return self._evaluated_at != self.iteration
         return self.epoch % interval == 0 or self.epoch == self.cfg.train.epochs
 
-    def _record_best(self, scalars: dict[str, float], path: Path | None) -> None:
-        if scalars.get("AP", -math.inf) > self.best_ap:
-            self.best_ap, self.best_epoch = scalars["AP"], self.epoch
-            if self.rank0 and path is not None:
-                self.ckpt.save_best(path)
+    def _record_best(self, scalars: dict[str, float]) -> bool:
+        """Takes ``scalars["AP"]`` as the best so far when it beats it; returns whether it did."""
+        if scalars.get("AP", -math.inf) <= self.best_ap:
+            return False
+        self.best_ap, self.best_epoch = scalars["AP"], self.epoch
+        return True
+
+    def _copy_best(self, path: Path | None) -> None:
+        if self.rank0 and path is not None:
+            self.ckpt.save_best(path)
 
     def fit(self) -> dict[str, Any]:
         """Trains until ``train.epochs`` (or ``train.max_iters``); returns a summary of the run."""
@@ -290,7 +295,8 @@ class Trainer:
                 self._run_epoch()
             if self._eval_due(final=True):  # e.g. a max_iters stop inside an epoch
                 scalars = self._evaluate()
-                self._record_best(scalars, self.last_checkpoint)
+                if self._record_best(scalars):
+                    self._copy_best(self.last_checkpoint)
                 self.jsonl.write({"type": "eval", "epoch": self.epoch, "iteration": self.iteration, **scalars})
         finally:
             self.tb.close()
@@ -322,12 +328,10 @@ class Trainer:
             sb.update(distributed=self.info.distributed)
         self.epoch, self.epoch_step = self.epoch + 1, 0
         scalars = self._evaluate() if self._eval_due() else {}
-        improved = scalars.get("AP", -math.inf) > self.best_ap
-        if improved:
-            self.best_ap, self.best_epoch = scalars["AP"], self.epoch
+        improved = self._record_best(scalars)  # before the save: the checkpoint holds the new best
         path = self._save()
-        if improved and self.rank0:
-            self.ckpt.save_best(path)
+        if improved:
+            self._copy_best(path)
         train_means = {k: v for k, v in stats.items() if k not in ("epoch", "iteration", "steps", "stopped_early")}
         self.jsonl.write({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration,
                           "seconds": time.perf_counter() - tic, "sb_weight_next": getattr(sb, "weight", None),

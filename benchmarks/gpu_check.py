@@ -29,15 +29,10 @@ from alrp.criterion import build_criterion  # noqa: E402
 from alrp.engine import train_one_epoch  # noqa: E402
 from alrp.losses.box import loc_error  # noqa: E402
 from alrp.optim import build_optimizer, build_scheduler  # noqa: E402
-from bench_train_step import synthetic_batch  # noqa: E402
+from bench_train_step import _sync, synthetic_batch  # noqa: E402
 from models import build_detector  # noqa: E402
 
 NUM_CLASSES = 80
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def train_speed(cfg, images, targets, iters: int, amp: bool, device: torch.device) -> dict:
@@ -61,7 +56,8 @@ def train_speed(cfg, images, targets, iters: int, amp: bool, device: torch.devic
     _sync(device)
     seconds = time.perf_counter() - tic
     return {"it_s": iters / seconds, "img_s": iters * images.shape[0] / seconds,
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"), "cls": out.get("cls"), "loc": out.get("loc")}
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan"),
+            "cls": out.get("cls"), "loc": out.get("loc")}
 
 
 def loss_cuda_vs_cpu(cfg, images, targets, device: torch.device) -> dict:

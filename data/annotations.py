@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, NoReturn, Tuple
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -42,11 +42,15 @@ class AnnotationIndex:
     cat_ids: List[int]  # sorted COCO category ids; label k <-> cat_ids[k]
     class_names: List[str]
     records: List[ImageRecord]
-    num_degenerate: int = 0
-    degenerate_ann_ids: List[int] = field(default_factory=list)
+    degenerate_ann_ids: List[int] = field(default_factory=list)  # annotations dropped as < MIN_BOX_SIZE
+
+    @property
+    def num_degenerate(self) -> int:
+        """Number of annotations dropped as degenerate."""
+        return len(self.degenerate_ann_ids)
 
 
-def _fail(path: Path, msg: str) -> None:
+def _fail(path: Path, msg: str) -> NoReturn:
     raise DatasetError(f"{path}: {msg}")
 
 
@@ -155,7 +159,6 @@ def _image_record(img: Dict[str, Any], anns: List[Dict[str, Any]], cat_to_label:
         x, y, bw, bh = (float(v) for v in ann["bbox"])
         box = [min(max(x, 0.0), w), min(max(y, 0.0), h), min(max(x + bw, 0.0), w), min(max(y + bh, 0.0), h)]
         if box[2] - box[0] < MIN_BOX_SIZE or box[3] - box[1] < MIN_BOX_SIZE:
-            index.num_degenerate += 1
             index.degenerate_ann_ids.append(int(ann["id"]))
             continue
         if ann.get("iscrowd", 0):

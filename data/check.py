@@ -72,7 +72,8 @@ def _summarise(report: CheckReport, index: AnnotationIndex) -> None:
         sizes[_size_bin(max(r.height, r.width))] += 1
     report.boxes_per_class = {name: per_class[k] for k, name in enumerate(index.class_names)}
     report.box_areas = {k: areas[k] for k in [*AREA_BINS, "large"]}
-    report.size_histogram = {b: sizes[b] for b in sorted(sizes, key=lambda s: int(s.split("-")[0].lstrip(">=")))}
+    bins_in_order = [_size_bin(lower) for lower in (0, *SIZE_BINS)]  # each bin named from its lower edge
+    report.size_histogram = {b: sizes[b] for b in bins_in_order if b in sizes}
 
 
 def check_dataset(root: str | Path, split: str, decode: bool = True, progress: Optional[object] = None) -> CheckReport:

@@ -42,13 +42,6 @@ class Compose:
         return "Compose(" + ", ".join(type(t).__name__ for t in self.transforms) + ")"
 
 
-class ToFloat:
-    """uint8 -> float32 image (values unchanged, 0..255)."""
-
-    def __call__(self, image: np.ndarray, target: Target, rng: Optional[np.random.Generator] = None) -> Sample:
-        return image.astype(np.float32), target
-
-
 class Expand:
     """Zoom out: with probability `prob` place the image on a canvas `ratio` times larger, filled with `fill`.
 
@@ -97,16 +90,17 @@ class MinIoURandomCrop:
         if len(boxes) == 0:
             return image, target
         boxes_t = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
+        centres = 0.5 * (boxes_t[:, :2] + boxes_t[:, 2:]).numpy()  # (N, 2)
         for _ in range(self.max_rounds):
             mode = self.modes[int(rng.integers(len(self.modes)))]
             if mode is None:
                 return image, target
-            found = self._sample(image.shape[0], image.shape[1], boxes_t, float(mode), rng)
+            found = self._sample(image.shape[0], image.shape[1], boxes_t, centres, float(mode), rng)
             if found is not None:
                 return crop(image, target, *found)
         return image, target
 
-    def _sample(self, h: int, w: int, boxes_t: torch.Tensor, min_iou: float,
+    def _sample(self, h: int, w: int, boxes_t: torch.Tensor, centres: np.ndarray, min_iou: float,
                 rng: np.random.Generator) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """Draws `trials` candidates at once; returns (rect (4,) int xyxy, keep mask (N,)) of the first valid."""
         n = self.trials
@@ -120,7 +114,6 @@ class MinIoURandomCrop:
         valid &= (rects[:, 2] - rects[:, 0] >= 1) & (rects[:, 3] - rects[:, 1] >= 1)
         iou = box_iou(boxes_t, torch.from_numpy(rects.astype(np.float32))).numpy()  # (N, n)
         valid &= (iou.max(0) if self.require == "any" else iou.min(0)) >= min_iou
-        centres = 0.5 * (boxes_t[:, :2] + boxes_t[:, 2:]).numpy()  # (N, 2)
         inside = ((centres[:, None, 0] > rects[None, :, 0]) & (centres[:, None, 0] < rects[None, :, 2])
                   & (centres[:, None, 1] > rects[None, :, 1]) & (centres[:, None, 1] < rects[None, :, 3]))
         valid &= inside.any(0)

@@ -43,6 +43,13 @@ def _finish(anchors: Tensor, gt_labels: Tensor, gt_index: Tensor, positive: Tens
     return Assignment(labels=labels, matched_gt=matched)
 
 
+def _all_background(anchors: Tensor, gt_labels: Tensor, crowd_boxes: Tensor, crowd_ignore_iof: float) -> Assignment:
+    """Assignment of an image without ground truth: every anchor background, then crowd ignore."""
+    nobody = torch.zeros(anchors.shape[0], dtype=torch.bool, device=anchors.device)
+    no_match = torch.full_like(nobody, NO_MATCH, dtype=torch.int64)
+    return _finish(anchors, gt_labels, no_match, nobody, ~nobody, crowd_boxes, crowd_ignore_iof)
+
+
 def crowd_iof(crowd_boxes: Tensor, anchors: Tensor) -> Tensor:
     """(C, A) intersection of each crowd box with each anchor, over the anchor's area."""
     lt = torch.maximum(crowd_boxes[:, None, :2], anchors[None, :, :2])
@@ -86,11 +93,8 @@ class MaxIoUAssigner:
             crowd_boxes: (C, 4) xyxy pixels or None. level_counts: unused (same signature as ATSS).
         """
         _check(anchors, gt_boxes, gt_labels)
-        num = anchors.shape[0]
         if gt_boxes.shape[0] == 0:
-            none = torch.full((num,), NO_MATCH, dtype=torch.int64, device=anchors.device)
-            everything = torch.ones(num, dtype=torch.bool, device=anchors.device)
-            return _finish(anchors, gt_labels, none, ~everything, everything, crowd_boxes, self.crowd_ignore_iof)
+            return _all_background(anchors, gt_labels, crowd_boxes, self.crowd_ignore_iof)
         iou = box_iou(gt_boxes.to(anchors), anchors)  # (G, A)
         max_iou, gt_index = iou.max(dim=0)
         positive = max_iou >= self.pos_iou
@@ -128,11 +132,8 @@ class ATSSAssigner:
         _check(anchors, gt_boxes, gt_labels)
         if level_counts is None or sum(level_counts) != anchors.shape[0]:
             raise ValueError(f"ATSSAssigner: level_counts {level_counts} must sum to {anchors.shape[0]} anchors")
-        num, device = anchors.shape[0], anchors.device
-        no_gt = torch.full((num,), NO_MATCH, dtype=torch.int64, device=device)
         if gt_boxes.shape[0] == 0:
-            nobody = torch.zeros(num, dtype=torch.bool, device=device)
-            return _finish(anchors, gt_labels, no_gt, nobody, ~nobody, crowd_boxes, self.crowd_ignore_iof)
+            return _all_background(anchors, gt_labels, crowd_boxes, self.crowd_ignore_iof)
         gt_boxes = gt_boxes.to(anchors)
         iou = box_iou(gt_boxes, anchors)  # (G, A)
         a_ctr = (anchors[:, :2] + anchors[:, 2:]) / 2

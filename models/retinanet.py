@@ -2,7 +2,7 @@
 
 `forward` is the same in train and eval mode; the loss lives in `alrp/` and consumes `loss_targets(...)`.
 """
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -59,27 +59,33 @@ class RetinaNet(nn.Module):
         """(HWA, 4) xyxy pixel anchors of the padded input `images` (N, 3, H, W); cached per size and device."""
         return self.anchor_generator(tuple(images.shape[-2:]), images.device)
 
-    def assign(self, anchors: Tensor, targets: Sequence[Dict]) -> List[Assignment]:
-        """One `Assignment` per target dict (`boxes`, `labels`, optional `crowd_boxes`)."""
+    def ground_truth(self, anchors: Tensor, targets: Sequence[Dict]) -> List[Tuple[Tensor, Tensor, Tensor]]:
+        """Per target dict: (boxes (G, 4), labels (G,) int64, crowd_boxes (C, 4)) on the anchors' device.
+
+        Labels are range-checked once for the whole batch (one host sync); a bad one names its image.
+        """
+        gt = [(_target_tensor(t, "boxes", (4,), anchors.dtype, anchors.device),
+               _target_tensor(t, "labels", (), torch.int64, anchors.device).reshape(-1),
+               _target_tensor(t, "crowd_boxes", (4,), anchors.dtype, anchors.device)) for t in targets]
+        labels = torch.cat([lab for _, lab, _ in gt]) if gt else torch.zeros(0, dtype=torch.int64)
+        if bool(((labels < 0) | (labels >= self.num_classes)).any()):
+            for t, (_, lab, _) in zip(targets, gt):
+                bad = lab[(lab < 0) | (lab >= self.num_classes)]
+                if bad.numel():
+                    raise ValueError(f"loss_targets: labels of image_id {t.get('image_id')} must be in "
+                                     f"[0, {self.num_classes - 1}], got {sorted(set(bad.tolist()))[:10]}")
+        return gt
+
+    def assign(self, anchors: Tensor, gt: Sequence[Tuple[Tensor, Tensor, Tensor]]) -> List[Assignment]:
+        """One `Assignment` per image of `gt` (as returned by `ground_truth`)."""
         counts = self.anchor_generator.level_counts(anchors)
-        out = []
-        for t in targets:
-            boxes = _target_tensor(t, "boxes", (4,), anchors.dtype, anchors.device)
-            labels = _target_tensor(t, "labels", (), torch.int64, anchors.device).reshape(-1)
-            bad = labels[(labels < 0) | (labels >= self.num_classes)]
-            if bad.numel():
-                raise ValueError(f"loss_targets: labels of image_id {t.get('image_id')} must be in "
-                                 f"[0, {self.num_classes - 1}], got {sorted(set(bad.tolist()))[:10]}")
-            crowd = _target_tensor(t, "crowd_boxes", (4,), anchors.dtype, anchors.device)
-            out.append(self.assigner(anchors, boxes, labels, crowd, counts))
-        return out
+        return [self.assigner(anchors, boxes, labels, crowd, counts) for boxes, labels, crowd in gt]
 
     def loss_targets(self, outputs: Dict[str, Tensor], anchors: Tensor, targets: Sequence[Dict]) -> LossTargets:
         """Assigns every image and flattens to (anchor, class) pairs; see `models.targets`."""
-        assignments = self.assign(anchors, targets)
-        gt = [_target_tensor(t, "boxes", (4,), anchors.dtype, anchors.device) for t in targets]
-        return build_loss_targets(outputs["cls_logits"], outputs["box_deltas"], anchors, assignments, gt,
-                                  self.box_coder)
+        gt = self.ground_truth(anchors, targets)
+        return build_loss_targets(outputs["cls_logits"], outputs["box_deltas"], anchors, self.assign(anchors, gt),
+                                  [boxes for boxes, _, _ in gt], self.box_coder)
 
     def postprocess(self, outputs: Dict[str, Tensor], anchors: Tensor,
                     targets: Sequence[Dict]) -> List[Dict[str, Tensor]]:

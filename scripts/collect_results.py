@@ -142,10 +142,15 @@ def _plain(value: Optional[float], fmt: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
 
+def run_name(run_dir: Path, config: Optional[dict[str, Any]]) -> str:
+    """The run's `name` from its resolved config, else the folder name."""
+    return str((config or {}).get("name") or run_dir.name)
+
+
 def run_row(run_dir: Path) -> list[str]:
     """One table row for a run folder (metrics as percentages; 'pending' when the run has no metrics yet)."""
     config = read_config(run_dir)
-    name = str((config or {}).get("name") or run_dir.name)
+    name = run_name(run_dir, config)
     method = describe_method(config) if config is not None else "? (no resolved config)"
     try:
         hp = str(loss_hyperparameters(_section(config, "loss"))) if config is not None else "?"
@@ -192,7 +197,7 @@ def per_class_rho_table(run_dirs: list[Path]) -> str:
             per_class = metrics.get("per_class") or {}
             if not isinstance(per_class, dict):
                 raise ResultsError(f"{path}: per_class must be an object keyed by category id")
-            name = str((read_config(run_dir) or {}).get("name") or run_dir.name)
+            name = run_name(run_dir, read_config(run_dir))
             runs.append((name, per_class, _number(metrics.get("rho"))))
     if not runs:
         return ""

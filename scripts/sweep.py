@@ -15,6 +15,7 @@ Example: `python scripts/sweep.py configs/t2_aploss.yaml configs/alrp_r50_500.ya
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
 import shutil
@@ -71,16 +72,21 @@ class SweepConfigError(RuntimeError):
     """A config of the sweep does not load (with the sweep's overrides): found before any run starts."""
 
 
-def config_name(config: Path, overrides: list[str]) -> str:
-    """The run name of a config (its `name`, default the file stem), checking that it loads with `overrides`."""
+def _repo_module(name: str):
+    """Imports a module of this repository (e.g. `alrp.config`) without leaving the root on `sys.path`."""
     sys.path.insert(0, str(REPO_ROOT))
     try:
-        from alrp.config import ConfigError, load_config
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
+
+
+def config_name(config: Path, overrides: list[str]) -> str:
+    """The run name of a config (its `name`, default the file stem), checking that it loads with `overrides`."""
+    config_module = _repo_module("alrp.config")
     try:
-        return str(load_config(config, overrides).name or config.stem)
-    except ConfigError as err:
+        return str(config_module.load_config(config, overrides).name or config.stem)
+    except config_module.ConfigError as err:
         raise SweepConfigError(f"config error: {err}") from None
 
 
@@ -91,12 +97,7 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 def final_checkpoint(run_dir: Path) -> Path:
     """The newest checkpoint of a finished run (`checkpoints/latest` names it), as train.py's manager finds it."""
-    sys.path.insert(0, str(REPO_ROOT))
-    try:
-        from alrp.checkpoint import find_latest
-    finally:
-        sys.path.pop(0)
-    latest = find_latest(run_dir)
+    latest = _repo_module("alrp.checkpoint").find_latest(run_dir)
     if latest is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints after training")
     return latest

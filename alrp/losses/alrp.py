@@ -53,7 +53,7 @@ def _hard_cumulative_loc(ps: ranking.PairStructure, loc_sorted: Tensor, rank_sor
 
     Args:
         loc_sorted: (P,) E_loc per sorted positive (differentiable).
-        rank_sorted: (P,) detached rank per sorted positive.
+        rank_sorted: (P,) detached rank per sorted positive (cast to the dtype of ``loc_sorted``).
     """
     zero = loc_sorted.new_zeros(1)
     at_or_after = torch.cat([loc_sorted.flip(0).cumsum(0).flip(0), zero])  # (P + 1,) sum over sorted index >= m
@@ -82,9 +82,9 @@ def alrp_loss(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float 
     """
     logits32, counts = ranking.prepare(logits, targets, delta)
     num_pos = 0 if counts is None else counts.pairs.num_pos
-    if loc_errors.dim() != 1 or loc_errors.numel() != num_pos:
-        raise ValueError(f"loc_errors must have shape ({num_pos},) (one per positive target), "
-                         f"got {tuple(loc_errors.shape)}")
+    if not isinstance(loc_errors, Tensor) or loc_errors.dim() != 1 or loc_errors.numel() != num_pos:
+        got = tuple(loc_errors.shape) if isinstance(loc_errors, Tensor) else type(loc_errors).__name__
+        raise ValueError(f"loc_errors must have shape ({num_pos},) (one per positive target), got {got}")
     if counts is None:
         empty = ranking.empty_result(logits32)
         return ALRPResult(cls=empty.loss, loc=0.0 * loc_errors.sum(), rank=empty.rank, grad=empty.grad,
@@ -97,6 +97,6 @@ def alrp_loss(logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float 
         excess = excess + e_det / rank
     res = ranking.finish(logits32, counts, (n_fp / rank).mean(), excess, num_pos, eps=ALRP_EPS,
                          update_unranked=wrong_target)
-    loc = _hard_cumulative_loc(ps, loc_sorted.float(), rank.float())
+    loc = _hard_cumulative_loc(ps, loc_sorted.float(), rank)
     return ALRPResult(cls=res.loss, loc=loc, rank=res.rank, grad=res.grad, grad_pos_sum=res.grad_pos_sum,
                       grad_neg_sum=res.grad_neg_sum)

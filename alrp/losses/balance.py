@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from alrp import distributed as dist_utils
+
 log = logging.getLogger(__name__)
 
 
@@ -45,8 +47,8 @@ class SelfBalance:
         Returns the weight now in use.
         """
         sums = [self._sum_cls, self._sum_loc, float(self._count)]
-        if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
-            sums = _all_reduce_sum(sums)
+        if distributed and dist_utils.is_initialized():
+            sums = dist_utils.all_reduce_sum(torch.tensor(sums, dtype=torch.float64, device=_reduce_device())).tolist()
         sum_cls, sum_loc, count = sums
         self._sum_cls, self._sum_loc, self._count = 0.0, 0.0, 0
         if count <= 0:
@@ -75,11 +77,8 @@ class SelfBalance:
         self._count = int(state["count"])
 
 
-def _all_reduce_sum(values: list[float]) -> list[float]:
-    dist = torch.distributed
-    device = torch.device("cpu")
-    if dist.get_backend() == "nccl":
-        device = torch.device("cuda", torch.cuda.current_device())
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
+def _reduce_device() -> torch.device:
+    """Where a collective of this process group runs: the current CUDA device for nccl, else the CPU."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

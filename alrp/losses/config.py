@@ -44,9 +44,8 @@ class LossConfig:
                              f"got {self.box_loss!r}")
         for key in ("delta", "sb_init", "smooth_l1_beta"):
             _require(key, getattr(self, key), positive=True)
-        for key in ("loc_weight", "focal_gamma"):
+        for key in ("loc_weight", "focal_gamma", "focal_alpha"):
             _require(key, getattr(self, key), positive=False)
-        _require("focal_alpha", self.focal_alpha, positive=False)
         if not 0.0 <= self.focal_alpha <= 1.0:
             raise ValueError(f"loss.focal_alpha must be in [0, 1], got {self.focal_alpha!r}")
         for key in ("self_balance", "wrong_target"):

@@ -19,8 +19,7 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     # boundaries of runs of equal values in the sorted array
     starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
     ends = np.r_[starts[1:], len(values)]
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + e + 1) / 2.0  # mean of ranks s+1 .. e
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # run s..e-1: mean of ranks s+1 .. e
     return ranks
 
 

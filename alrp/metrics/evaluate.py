@@ -1,7 +1,6 @@
 """One entry point for detection metrics: COCO AP/AR, oLRP (+ components, areas, per class) and rho."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -10,7 +9,7 @@ from pycocotools.cocoeval import COCOeval
 
 from .coco import Results, class_ap, coco_summary, load_results, run_cocoeval
 from .correlation import mean_rho, spearman
-from .lrp import ClassMatches, class_matches, olrp_summary
+from .lrp import ClassMatches, matches_by_class, olrp_summary
 
 TAU = 0.5  # TP validation IoU and LRP normaliser
 METRIC_KEYS = ("AP", "AP50", "AP75", "AP90", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
@@ -41,20 +40,20 @@ def run_evaluation(coco_gt: COCO, results: Results, source: Optional[str] = None
     """
     evaluator = run_cocoeval(coco_gt, load_results(coco_gt, results, source))
     metrics: dict[str, Any] = dict(coco_summary(evaluator))
-    lrp, per_class_lrp = olrp_summary(evaluator, TAU)
+    all_matches = matches_by_class(evaluator, 0, TAU)
+    lrp, per_class_lrp = olrp_summary(evaluator, TAU, all_matches)
     metrics.update(lrp)
     aps = class_ap(evaluator)
     matches: dict[int, ClassMatches] = {}
     per_class: dict[int, Optional[dict[str, Any]]] = {}
     rhos = []
-    for k, cat_id in enumerate(int(c) for c in evaluator.params.catIds):
-        r = per_class_lrp[cat_id]
-        if r is None:
+    for cat_id, m in all_matches.items():
+        if m is None:  # no ground truth
             per_class[cat_id] = None
             continue
-        m = class_matches(evaluator, k, 0, TAU)
+        r = per_class_lrp[cat_id]
         matches[cat_id] = m
-        rho = spearman(m.scores[m.tp], m.ious[m.tp]) if m.tp.sum() >= 2 else math.nan
+        rho = spearman(m.scores[m.tp], m.ious[m.tp])  # NaN with fewer than 2 TPs
         rhos.append(rho)
         per_class[cat_id] = {"oLRP": r.olrp, "oLRP_loc": r.loc, "oLRP_FP": r.fp, "oLRP_FN": r.fn,
                              "threshold": r.threshold, "num_gt": r.num_gt, "num_tp": r.num_tp, "num_fp": r.num_fp,

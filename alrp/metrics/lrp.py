@@ -89,10 +89,8 @@ def class_matches(evaluator: COCOeval, cat_index: int, area_index: int = 0,
     start = cat_index * n_area * n_img + area_index * n_img
     entries = [e for e in evaluator.evalImgs[start:start + n_img] if e is not None]
     num_gt = int(sum(np.count_nonzero(e["gtIgnore"] == 0) for e in entries))
-    if num_gt == 0:
+    if num_gt == 0:  # also when no image has an entry
         return None
-    if not entries:
-        return ClassMatches(np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0), num_gt)
     scores = np.concatenate([np.asarray(e["dtScores"], dtype=float) for e in entries])
     matches = np.concatenate([e["dtMatches"][t] for e in entries])
     ignore = np.concatenate([np.asarray(e["dtIgnore"][t], dtype=bool) for e in entries])
@@ -137,27 +135,32 @@ def _nanmean(values: list[float]) -> float:
     return float(arr.mean()) if arr.size else math.nan
 
 
-def olrp_summary(evaluator: COCOeval, tau: float = 0.5) -> tuple[dict[str, float], dict[int, Optional[OptimalLRP]]]:
+def matches_by_class(evaluator: COCOeval, area_index: int = 0,
+                     iou_thr: float = 0.5) -> dict[int, Optional[ClassMatches]]:
+    """{category id: :func:`class_matches` (None without ground truth)} for every class of ``params.catIds``."""
+    return {int(cat_id): class_matches(evaluator, k, area_index, iou_thr)
+            for k, cat_id in enumerate(evaluator.params.catIds)}
+
+
+def olrp_summary(evaluator: COCOeval, tau: float = 0.5, matches: Optional[dict[int, Optional[ClassMatches]]] = None
+                 ) -> tuple[dict[str, float], dict[int, Optional[OptimalLRP]]]:
     """moLRP over classes (NaN components ignored), its components, and moLRP per area range.
+
+    Args:
+        matches: ``matches_by_class(evaluator, 0, tau)`` if the caller already has it.
 
     Returns:
         (summary, per_class): summary has ``oLRP, oLRP_loc, oLRP_FP, oLRP_FN, oLRP_s, oLRP_m, oLRP_l`` (NaN when no
         class has ground truth in that range); per_class maps category id -> OptimalLRP (area all) or None for
         classes without ground truth.
     """
-    cat_ids = [int(c) for c in evaluator.params.catIds]
-    per_class: dict[int, Optional[OptimalLRP]] = {}
-    for k, cat_id in enumerate(cat_ids):
-        m = class_matches(evaluator, k, 0, tau)
-        per_class[cat_id] = None if m is None else optimal_lrp(m, tau)
+    if matches is None:
+        matches = matches_by_class(evaluator, 0, tau)
+    per_class = {cat_id: None if m is None else optimal_lrp(m, tau) for cat_id, m in matches.items()}
     valid = [r for r in per_class.values() if r is not None]
     summary = {"oLRP": _nanmean([r.olrp for r in valid]), "oLRP_loc": _nanmean([r.loc for r in valid]),
                "oLRP_FP": _nanmean([r.fp for r in valid]), "oLRP_FN": _nanmean([r.fn for r in valid])}
     for key, area in (("oLRP_s", 1), ("oLRP_m", 2), ("oLRP_l", 3)):
-        values = []
-        for k in range(len(cat_ids)):
-            m = class_matches(evaluator, k, area, tau)
-            if m is not None:
-                values.append(optimal_lrp(m, tau).olrp)
-        summary[key] = _nanmean(values)
+        area_matches = matches_by_class(evaluator, area, tau).values()
+        summary[key] = _nanmean([optimal_lrp(m, tau).olrp for m in area_matches if m is not None])
     return summary, per_class
