@@ -22,16 +22,16 @@ def _pair(value, key: str) -> Tuple[float, float]:
 def image_geometry(target: Dict) -> Tuple[Tuple[float, float], Tuple[int, int], Tuple[int, int]]:
     """((sy, sx), un-padded input (h, w), original (h, w)) of one target dict.
 
-    `scale` is a float or (sy, sx) with original = transformed / scale; the input size is `input_size` when
-    present, else round(orig_size * scale).
+    `scale` is a float or (sy, sx) with original = transformed / scale; the un-padded input size is `size`
+    (set by the data pipeline) when present, else round(orig_size * scale).
     """
     for key in ("orig_size", "scale"):
         if key not in target:
             raise KeyError(f"postprocess: target (image_id {target.get('image_id')}) has no {key!r}")
     sy, sx = _pair(target["scale"], "scale")
     oh, ow = _pair(target["orig_size"], "orig_size")
-    if "input_size" in target:
-        ih, iw = _pair(target["input_size"], "input_size")
+    if "size" in target:
+        ih, iw = _pair(target["size"], "size")
     else:
         ih, iw = oh * sy, ow * sx
     return (sy, sx), (int(round(ih)), int(round(iw))), (int(round(oh)), int(round(ow)))
@@ -85,7 +85,7 @@ class PostProcessor:
         Args:
             cls_logits: (N, HWA, K). box_deltas: (N, HWA, 4). anchors: (HWA, 4) xyxy pixels of the padded input.
             level_counts: anchors per level. targets: N dicts with `orig_size`, `scale` (and optional
-                `input_size`), see `image_geometry`.
+                `size`), see `image_geometry`.
         Returns:
             N dicts: boxes (D, 4) xyxy in original image pixels, scores (D,), labels (D,) int64 class indices.
         """

@@ -71,7 +71,7 @@ def test_boxes_are_clipped_and_mapped_to_original_pixels():
     det = run(make(), logits, {"orig_size": torch.tensor([200, 240]), "scale": 0.5})
     torch.testing.assert_close(det["boxes"], torch.tensor([[180.0, 0, 240, 80]]))
     # explicit input size wins over orig_size * scale
-    det = run(make(), logits, {"orig_size": (100, 120), "scale": 1.0, "input_size": (100, 100)})
+    det = run(make(), logits, {"orig_size": (100, 120), "scale": 1.0, "size": (100, 100)})
     torch.testing.assert_close(det["boxes"], torch.tensor([[90.0, 0, 100, 40]]))
 
 
