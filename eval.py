@@ -86,8 +86,7 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dic
     split = args.split or cfg.eval.split
     try:
         device = resolve_device(cfg.device)
-        split_name = cfg.data.val_split if split == "val" else cfg.data.train_split  # e.g. 'val2017'
-        dataset = data.build_dataset(cfg.data, split_name, train=False)
+        dataset = data.build_dataset(cfg.data, cfg.data.split_folder(split), train=False)
         loader = data.build_loader(dataset, cfg.data, train=False, batch_size=cfg.eval.batch_size)
         state = load_checkpoint(args.checkpoint, map_location="cpu")
     except (DatasetError, CheckpointError, DeviceUnavailableError) as err:

@@ -57,16 +57,15 @@ def build_parts(cfg: Config, device: torch.device, info: dist_utils.DistInfo) ->
     import models
     from alrp.criterion import build_criterion
 
-    splits = {"train": cfg.data.train_split, "val": cfg.data.val_split}
-    train_set = data.build_dataset(cfg.data, splits["train"], train=True)
-    log.info("training split %s: %s", splits["train"],  # dropped boxes and skipped images are never silent
+    train_set = data.build_dataset(cfg.data, cfg.data.split_folder("train"), train=True)
+    log.info("training split %s: %s", cfg.data.split_folder("train"),  # dropped boxes and skipped images are never silent
              ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in train_set.summary().items()))
     per_process = cfg.train.batch_size // info.world_size
     train_loader = data.build_loader(train_set, cfg.data, train=True, batch_size=per_process,
                                      distributed=info.distributed, seed=cfg.seed)
     val_set = val_loader = None
     if cfg.train.eval_interval > 0:
-        val_set = data.build_dataset(cfg.data, splits[cfg.eval.split], train=False)
+        val_set = data.build_dataset(cfg.data, cfg.data.split_folder(cfg.eval.split), train=False)
         val_loader = data.build_loader(val_set, cfg.data, train=False, batch_size=cfg.eval.batch_size,
                                        distributed=info.distributed, seed=cfg.seed)
     model = models.build_detector(cfg.model, train_set.num_classes).to(device)

@@ -127,3 +127,9 @@ class DataConfig:
         _check(self.num_workers >= 0, "num_workers", "must be >= 0")
         _check(self.on_bad_image in ("error", "skip"), "on_bad_image", "must be 'error' or 'skip'")
         _check(self.normalize in NORMALIZE_MODES, "normalize", f"must be one of {NORMALIZE_MODES}")
+
+    def split_folder(self, split: str) -> str:
+        """The split folder/annotation name of `split` ('train' or 'val'), e.g. 'val' -> `val_split` ('val2017')."""
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        return self.train_split if split == "train" else self.val_split

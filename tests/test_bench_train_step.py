@@ -2,23 +2,18 @@
 benchmark, run by hand; figures in BENCHMARKS.md)."""
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("_bench_train_step", REPO / "benchmarks" / "bench_train_step.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_train_step.py")
 
 
 bench = _load_bench()

@@ -6,15 +6,14 @@ A last test builds every distinct (model, loss) of the experiments at smoke size
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from alrp.config import load_config
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / "configs").rglob("*.yaml"))
@@ -158,11 +157,7 @@ def test_smoke_overrides_apply_to_every_experiment():
 
 
 def _load_sweep():
-    spec = importlib.util.spec_from_file_location("_script_sweep_cfg", REPO / "scripts" / "sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/sweep.py")
 
 
 def test_every_distinct_experiment_trains_one_smoke_step():

@@ -49,3 +49,10 @@ def test_bad_augmentation_values_name_the_key(kwargs, key):
 def test_nested_section_from_mapping():
     cfg = DataConfig(ssd={"flip_prob": 0.0})
     assert isinstance(cfg.ssd, SSDAugConfig) and cfg.ssd.flip_prob == 0.0
+
+
+def test_split_folder_maps_train_and_val_to_the_configured_folders():
+    cfg = DataConfig(train_split="train", val_split="minival2014")
+    assert cfg.split_folder("train") == "train" and cfg.split_folder("val") == "minival2014"
+    with pytest.raises(ValueError, match="'test'"):
+        cfg.split_folder("test")

@@ -1,5 +1,4 @@
 """VOC -> COCO conversion, check_dataset report and exit codes, demo-data tiling."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,16 +11,14 @@ from data.demo import tile_boxes, tile_spans
 from data.errors import DatasetError
 from data.synthetic import write_synthetic_coco
 from data.voc import parse_voc_xml, voc_to_coco
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _script(name):
     """Imports scripts/<name>.py as a module (its main(argv) runs in-process: fast, no torch re-import)."""
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"scripts/{name}.py")
 
 VOC_XML = """<annotation><filename>a.png</filename><size><width>400</width><height>300</height><depth>3</depth></size>
 <object><name>Alive</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>11</ymin><xmax>10</xmax><ymax>30</ymax></bndbox></object>
