@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from alrp.config import ConfigError, load_config
+from training.config import ConfigError, load_config
 from alrp.metrics import EvaluationInputError, format_metrics, load_gt, metrics_to_json, run_evaluation
 from alrp.metrics.coco import read_results
 from alrp.metrics.evaluate import Evaluation
@@ -75,9 +75,9 @@ def _evaluate_files(args: argparse.Namespace) -> tuple[Evaluation, list[dict], O
 def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Optional[Callable[[int], Path]]]:
     import data
     import models
-    from alrp import engine
-    from alrp.checkpoint import CheckpointError, load_checkpoint
-    from alrp.distributed import DeviceUnavailableError, resolve_device
+    from training import inference
+    from training.checkpoint import CheckpointError, load_checkpoint
+    from training.distributed import DeviceUnavailableError, resolve_device
     from data.errors import DatasetError, error_message
 
     cfg = load_config(args.config, args.set)
@@ -100,7 +100,7 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dic
         raise UsageError(f"{args.checkpoint}: does not fit the model of {args.config}: {err}") from None
     model.to(device)
     try:
-        results = engine.evaluate(model, loader, device)
+        results = inference.evaluate(model, loader, device)
     except DatasetError as err:  # an unreadable image (data.on_bad_image: error)
         raise UsageError(error_message(err)) from None
     out = cfg.run_dir / "eval" / f"{args.checkpoint.stem}_{split}_results.json"

@@ -1,4 +1,4 @@
-"""Train a detector: ``python train.py --config configs/alrp_r50_500.yaml [--set train.lr=0.004 ...] [--resume]``.
+"""Train a detector: ``python train.py --config configs/table2/alrp_giou_sb.yaml [--set train.lr=0.004 ...] [--resume]``.
 
 Multi-GPU / multi-process: ``torchrun --nproc_per_node=8 train.py --config ...`` (``train.batch_size`` is the total
 over all processes). The run folder is ``output_dir/name`` (``name`` defaults to the config file's stem).
@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alrp import distributed as dist_utils
-from alrp.checkpoint import CheckpointError
-from alrp.config import ConfigError, load_config
-from alrp.engine import NonFiniteLossError
-from alrp.logging import get_logger
+from training import distributed as dist_utils
+from training.checkpoint import CheckpointError
+from training.config import ConfigError, load_config
+from training.loop import NonFiniteLossError
+from training.logging import get_logger
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    from alrp.trainer import SetupError, Trainer  # imports torch/data/models: after the config is known to be valid
+    from training.trainer import SetupError, Trainer  # imports torch/data/models: after the config is known to be valid
     from data.errors import DatasetError, error_message
     from models import PretrainedWeightsError
 

@@ -7,7 +7,7 @@ Score distributions: ``early`` (every logit ~ N(-4.6, 0.5), the prior-0.01 initi
 (negatives ~ N(-7, 1.5), positives ~ N(0, 2): mostly separated, spread out).
 Methods: our aLRP Loss (L_cls + L_loc), our AP Loss, the loop oracle of tests/oracle_alrp.py (numpy float64
 loop over positives, only where |P| x |relevant N| is small enough to finish in ~20 s) and torchvision's
-sigmoid_focal_loss on the same tensors (summed over non-ignored pairs / |P|, as alrp.criterion does).
+sigmoid_focal_loss on the same tensors (summed over non-ignored pairs / |P|, as alrp.losses.criterion does).
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the inputs; on CPU the running total of the torch
 profiler's per-op allocations net of frees (inputs excluded). The last line is the headline
@@ -30,7 +30,6 @@ from torchvision.ops import sigmoid_focal_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 from alrp.losses.alrp import alrp_loss  # noqa: E402
 from alrp.losses.ap import ap_loss  # noqa: E402
 
@@ -83,7 +82,7 @@ def step_focal(logits, targets, loc):
 
 
 def step_oracle(logits, targets, loc):
-    from oracle_alrp import alrp_oracle
+    from tests.fixtures.oracle_alrp import alrp_oracle
     alrp_oracle(logits.detach().cpu().numpy(), targets.cpu().numpy(), loc.cpu().numpy())
 
 

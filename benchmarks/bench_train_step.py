@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alrp.criterion import build_criterion  # noqa: E402
+from alrp.losses.criterion import build_criterion  # noqa: E402
 from alrp.losses.config import LossConfig  # noqa: E402
 from models import ModelConfig, build_detector  # noqa: E402
 

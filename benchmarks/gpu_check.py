@@ -2,12 +2,12 @@
 """The prepared GPU check (issue 5): real training steps of the R-50 500 config with and without AMP, and the
 CUDA aLRP Loss against the CPU one on the same tensors.
 
-Runs `alrp.engine.train_one_epoch` (the training code path: autocast, float32 ranking loss, GradScaler,
+Runs `training.loop.train_one_epoch` (the training code path: autocast, float32 ranking loss, GradScaler,
 self-balance accumulation) on a fixed synthetic batch kept in memory (random images and boxes, K = 80), so no
 dataset is needed. Prints iterations per second and peak GPU memory for fp32 and AMP, then the largest
 differences between the CUDA and CPU aLRP results (L_cls, L_loc, ranks, error-driven gradient).
 
-Usage: python benchmarks/gpu_check.py [--iters 100] [--batch 8] [--config configs/alrp_r50_500.yaml]
+Usage: python benchmarks/gpu_check.py [--iters 100] [--batch 8] [--config configs/table2/alrp_giou_sb.yaml]
 Last line: `amp/fp32 train it/s ratio: X.XX`.
 """
 from __future__ import annotations
@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from alrp import alrp_loss  # noqa: E402
-from alrp.config import load_config  # noqa: E402
-from alrp.criterion import build_criterion  # noqa: E402
-from alrp.engine import train_one_epoch  # noqa: E402
+from training.config import load_config  # noqa: E402
+from alrp.losses.criterion import build_criterion  # noqa: E402
+from training.loop import train_one_epoch  # noqa: E402
 from alrp.losses.box import loc_error  # noqa: E402
-from alrp.optim import build_optimizer, build_scheduler  # noqa: E402
+from training.optim import build_optimizer, build_scheduler  # noqa: E402
 from bench_train_step import _sync, synthetic_batch  # noqa: E402
 from models import build_detector  # noqa: E402
 
@@ -83,7 +83,7 @@ def loss_cuda_vs_cpu(cfg, images, targets, device: torch.device) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=str(ROOT / "configs" / "alrp_r50_500.yaml"))
+    p.add_argument("--config", default=str(ROOT / "configs" / "table2" / "alrp_giou_sb.yaml"))
     p.add_argument("--iters", type=int, default=100)
     p.add_argument("--batch", type=int, default=8, help="images per step (the paper: 32 over 4 GPUs = 8 per GPU)")
     p.add_argument("--size", type=int, default=512)

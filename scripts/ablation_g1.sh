@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Python: $PYTHON, else the project venv, else python3 on PATH.
 py="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
 exec "$py" scripts/sweep.py --sweep g1 \
-  configs/g1_ap_sl1.yaml configs/g1_ap_sl1_sb.yaml \
-  configs/g1_ap_iou.yaml configs/g1_ap_iou_sb.yaml \
-  configs/g1_ap_giou.yaml configs/g1_ap_giou_sb.yaml \
+  configs/table2/aploss.yaml configs/g1/ap_sl1_sb.yaml \
+  configs/g1/ap_iou.yaml configs/g1/ap_iou_sb.yaml \
+  configs/g1/ap_giou.yaml configs/g1/ap_giou_sb.yaml \
   "$@"

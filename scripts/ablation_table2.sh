@@ -7,9 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Python: $PYTHON, else the project venv, else python3 on PATH.
 py="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
 exec "$py" scripts/sweep.py --sweep table2 \
-  configs/t2_aploss.yaml \
-  configs/t2_alrp_iou_nosb.yaml \
-  configs/t2_alrp_iou_sb.yaml \
-  configs/t2_alrp_giou_sb.yaml \
-  configs/t2_alrp_giou_sb_atss.yaml \
+  configs/table2/aploss.yaml \
+  configs/table2/alrp_iou_nosb.yaml \
+  configs/table2/alrp_iou_sb.yaml \
+  configs/table2/alrp_giou_sb.yaml \
+  configs/table2/alrp_giou_sb_atss.yaml \
   "$@"

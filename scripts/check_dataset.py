@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.check import check_dataset  # noqa: E402
+from data.tools.check import check_dataset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

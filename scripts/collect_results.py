@@ -43,15 +43,12 @@ _T2_APLOSS = Published(35.5, 71.0, None, "Table 2 (minival)")
 _T2_GIOU_SB = Published(38.9, 68.4, 0.48, "Table 2 (minival); rho App. G.1")
 _T2_ATSS = Published(40.2, 67.3, None, "Table 2 (minival)")
 PAPER: dict[str, Published] = {
-    "t2_aploss": _T2_APLOSS, "aploss_r50_500": _T2_APLOSS, "g1_ap_sl1": _T2_APLOSS,
-    "t2_alrp_giou_sb": _T2_GIOU_SB, "alrp_r50_500": _T2_GIOU_SB, "t4_sbinit_50": _T2_GIOU_SB,
-    "t2_alrp_giou_sb_atss": _T2_ATSS, "alrp_r50_atss_500": _T2_ATSS,
-    "g1_ap_giou": Published(36.5, None, None, "App. G.1 text (minival)"),
+    "aploss": _T2_APLOSS, "alrp_giou_sb": _T2_GIOU_SB, "alrp_giou_sb_atss": _T2_ATSS,
+    "ap_giou": Published(36.5, None, None, "App. G.1 text (minival)"),
     "alrp500_r50": Published(41.3, None, None, "Table 6 (test-dev)"),
     "alrp500_r101": Published(42.8, None, None, "Table 6 (test-dev)"),
     "alrp500_x101": Published(44.6, None, None, "Table 6 (test-dev)"),
     "alrp800_r101": Published(45.9, None, None, "Table 6 (test-dev)"),
-    "alrp_r101_800": Published(45.9, None, None, "Table 6 (test-dev)"),
     "alrp800_x101": Published(47.8, None, None, "Table 6 (test-dev)"),
 }
 

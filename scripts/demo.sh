@@ -10,7 +10,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_setup_env.sh"  # cd to the repository root, create/activate .venv
 
-config=configs/demo_trees.yaml
+config=configs/demo/trees.yaml
 name="demo_trees_$(date +%Y%m%d_%H%M%S)"
 overrides=("name=${name}" "$@")
 # One intra-op thread per core; the data loader runs in the main process (data.num_workers: 0).
@@ -25,7 +25,7 @@ python scripts/prepare_demo_data.py --out datasets/trees
 step "2/3 training with aLRP Loss on the CPU (${config}, run ${name})"
 python train.py --config "$config" --set "${overrides[@]}"
 
-run_dir="$(python -c 'import sys; from alrp.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).run_dir)' \
+run_dir="$(python -c 'import sys; from training.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).run_dir)' \
   "$config" "${overrides[@]}")"
 checkpoint="${run_dir}/checkpoints/$(cat "${run_dir}/checkpoints/latest")"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The paper's Fig. 4 from training logs: summed positive vs negative classification-gradient magnitudes.
 
-Usage: `python scripts/plot_balance.py runs/balance/alrp_r50_500 runs/balance/focal_r50_500 --out fig4.png`
+Usage: `python scripts/plot_balance.py runs/balance/alrp_giou_sb runs/balance/focal --out fig4.png`
 
 Reads `metrics.jsonl` of each run folder (train.py's JSON lines: records with `type: iter`, `iteration`,
 `grad_pos_sum`, `grad_neg_sum`; use `--set train.log_interval=1` for one point per iteration); when a run has no

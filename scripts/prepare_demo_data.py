@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.demo import tile_boxes, tile_spans  # noqa: E402
+from data.tools.demo import tile_boxes, tile_spans  # noqa: E402
 from data.errors import DatasetError  # noqa: E402
 from data.image_io import decode_image  # noqa: E402
-from data.voc import parse_voc_xml  # noqa: E402
+from data.tools.voc import parse_voc_xml  # noqa: E402
 
 PACKAGE = "deepforest==2.1.0"
 # (source image stem in deepforest/data/, split, tile rows [first, last) or None for all). Val holds out whole

@@ -10,7 +10,7 @@ metrics is resumed (`train.py --resume`). Modes:
 * `--smoke`: a few CPU iterations per config on the demo dataset (`datasets/trees`) with tiny settings, single
   process; CI uses it to check that every experiment of a table still builds and trains.
 
-Example: `python scripts/sweep.py configs/t2_aploss.yaml configs/alrp_r50_500.yaml --gpus 8 --dry-run`.
+Example: `python scripts/sweep.py configs/table2/aploss.yaml configs/table2/alrp_giou_sb.yaml --gpus 8 --dry-run`.
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ class SweepConfigError(RuntimeError):
 
 
 def _repo_module(name: str):
-    """Imports a module of this repository (e.g. `alrp.config`) without leaving the root on `sys.path`."""
+    """Imports a module of this repository (e.g. `training.config`) without leaving the root on `sys.path`."""
     sys.path.insert(0, str(REPO_ROOT))
     try:
         return importlib.import_module(name)
@@ -83,7 +83,7 @@ def _repo_module(name: str):
 
 def config_name(config: Path, overrides: list[str]) -> str:
     """The run name of a config (its `name`, default the file stem), checking that it loads with `overrides`."""
-    config_module = _repo_module("alrp.config")
+    config_module = _repo_module("training.config")
     try:
         return str(config_module.load_config(config, overrides).name or config.stem)
     except config_module.ConfigError as err:
@@ -97,7 +97,7 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 def final_checkpoint(run_dir: Path) -> Path:
     """The newest checkpoint of a finished run (`checkpoints/latest` names it), as train.py's manager finds it."""
-    latest = _repo_module("alrp.checkpoint").find_latest(run_dir)
+    latest = _repo_module("training.checkpoint").find_latest(run_dir)
     if latest is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints after training")
     return latest

@@ -7,6 +7,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Python: $PYTHON, else the project venv, else python3 on PATH.
 py="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
 exec "$py" scripts/sweep.py --sweep table6 \
-  configs/alrp500_r50.yaml configs/alrp500_r101.yaml configs/alrp500_x101.yaml \
-  configs/alrp800_r101.yaml configs/alrp800_x101.yaml \
+  configs/table6/alrp500_r50.yaml configs/table6/alrp500_r101.yaml configs/table6/alrp500_x101.yaml \
+  configs/table6/alrp800_r101.yaml configs/table6/alrp800_x101.yaml \
   "$@"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.errors import DatasetError  # noqa: E402
-from data.voc import parse_voc_xml, voc_to_coco  # noqa: E402
+from data.tools.voc import parse_voc_xml, voc_to_coco  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

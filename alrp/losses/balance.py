@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from alrp import distributed as dist_utils
+from training import distributed as dist_utils
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,130 @@
+"""DDP on CPU (gloo): 2 processes x batch 2 == 1 process x batch 4 (losses, weights, SB weight, gathered eval)."""
+import os
+import socket
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch.utils.data import DataLoader, DistributedSampler
+
+from training import distributed as du
+from training.inference import evaluate
+from training.loop import train_one_epoch
+from training.optim import build_optimizer, build_scheduler
+from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
+
+TOTAL_BATCH, EPOCHS = 4, 2
+
+
+def _run(world_size: int) -> dict:
+    """Two epochs of SGD on 8 fake images, SB update per epoch, then evaluation of 5 images."""
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    net = FakeDetector()
+    model = torch.nn.parallel.DistributedDataParallel(net) if world_size > 1 else net
+    train_set, val_set = FakeDataset(8), FakeDataset(5)
+    sampler = DistributedSampler(train_set, shuffle=False) if world_size > 1 else None
+    loader = DataLoader(train_set, batch_size=TOTAL_BATCH // world_size, sampler=sampler, collate_fn=collate)
+    val_sampler = DistributedSampler(val_set, shuffle=False) if world_size > 1 else None
+    val_loader = DataLoader(val_set, batch_size=2, sampler=val_sampler, collate_fn=collate)
+    opt = build_optimizer(net, name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
+    sched = build_scheduler(opt, schedule="step", iters_per_epoch=len(loader), total_iters=EPOCHS * len(loader),
+                            lr_steps=[1], warmup_iters=1)
+    criterion = FakeCriterion()
+    losses, iteration = [], 0
+    for epoch in range(EPOCHS):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        out = train_one_epoch(model, criterion, loader, opt, sched, device, epoch, start_iteration=iteration,
+                              show_progress=False,
+                              on_iteration=lambda it, v: losses.append([v["total"], v["cls"], v["loc"]]))
+        iteration = out["iteration"]
+        criterion.self_balance.update(distributed=world_size > 1)
+    results = evaluate(model, val_loader, device, show_progress=False)
+    return {"losses": torch.tensor(losses, dtype=torch.float64), "sb": criterion.self_balance.weight,
+            "weights": {k: v.detach().clone() for k, v in net.state_dict().items()}, "results": results,
+            "iteration": iteration}
+
+
+def _env(rank: int, world_size: int, port: int) -> dict:
+    return dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                LOCAL_RANK=str(rank))
+
+
+def _rank(rank: int, world_size: int) -> dict:
+    """Joins the group (torchrun-style environment already set), trains, leaves."""
+    info = du.init_distributed(torch.device("cpu"), timeout=timedelta(seconds=120))
+    try:
+        assert (info.rank, info.world_size, du.get_world_size()) == (rank, world_size, world_size)
+        result = _run(world_size)
+        assert du.all_reduce_sum(torch.tensor([float(rank)])).item() == sum(range(world_size))
+        return result
+    finally:
+        du.cleanup()
+
+
+def _child(rank: int, world_size: int, port: int) -> None:
+    """Entry point of the spawned process(es): ranks 1..world_size-1."""
+    os.environ.update(_env(rank, world_size, port))
+    torch.set_num_threads(1)
+    _rank(rank, world_size)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as in the child (many threads on a busy 2-core machine are very slow)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
+def test_two_gloo_processes_match_one_process(monkeypatch, one_thread):
+    """Rank 0 runs in this process, rank 1 in a spawned one (one interpreter start instead of two)."""
+    port = _free_port()
+    for key, value in _env(0, 2, port).items():
+        monkeypatch.setenv(key, value)
+    child = mp.get_context("spawn").Process(target=_child, args=(1, 2, port), daemon=True)
+    child.start()
+    try:
+        ddp = _rank(0, 2)
+    finally:
+        child.join(timeout=120)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0, f"rank 1 failed with exit code {child.exitcode}"
+    single = _run(1)
+    assert ddp["iteration"] == single["iteration"] == EPOCHS * 2
+    torch.testing.assert_close(ddp["losses"], single["losses"], rtol=1e-5, atol=1e-6)
+    assert ddp["sb"] == pytest.approx(single["sb"], rel=1e-5) and single["sb"] != 2.0
+    for k, v in single["weights"].items():
+        torch.testing.assert_close(ddp["weights"][k], v, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(single["weights"]["out.weight"], FakeDetector().out.weight)  # training happened
+    # evaluation: every image once (sampler padding de-duplicated), same detections
+    assert [r["image_id"] for r in ddp["results"]] == [r["image_id"] for r in single["results"]]
+    for a, b in zip(ddp["results"], single["results"]):
+        assert a["category_id"] == b["category_id"]
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-4) and a["score"] == pytest.approx(b["score"], abs=1e-5)
+    assert {r["image_id"] for r in single["results"]} == set(range(100, 105))
+
+
+def test_single_process_helpers_are_identities(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    info = du.init_distributed(torch.device("cpu"))
+    assert (info.rank, info.world_size, info.distributed) == (0, 1, False)
+    assert du.get_rank() == 0 and du.get_world_size() == 1 and du.is_main_process()
+    t = torch.tensor([1.0, 2.0])
+    assert torch.equal(du.all_reduce_sum(t), t) and torch.equal(du.all_reduce_mean(t), t)
+    assert du.reduce_dict({"b": torch.tensor(2.0), "a": 1}, torch.device("cpu")) == {"a": 1.0, "b": 2.0}
+    assert du.all_gather_object({"x": 1}) == [{"x": 1}] and du.broadcast_object(5) == 5
+    net = torch.nn.Linear(2, 2)
+    assert du.model_without_ddp(net) is net

@@ -1,0 +1,236 @@
+"""Trainer runs on tiny fakes: exact resume (epoch boundary, after a crash, mid-epoch), NaN stop, best checkpoint."""
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from training import checkpoint as ck
+from training.config import Config, EvalConfig, TrainConfig
+from training.loop import NonFiniteLossError
+from training.trainer import Parts, Trainer
+from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate, one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _parts_builder(crash_at_call=None, nan_at_call=None):
+    def build(cfg, device, info):
+        criterion = FakeCriterion(nan_at_call=nan_at_call, crash_at_call=crash_at_call)
+        train = DataLoader(FakeDataset(12, flip=True), batch_size=cfg.train.batch_size // info.world_size,
+                           shuffle=True, collate_fn=collate)  # order and flips from the global RNG
+        val = DataLoader(FakeDataset(4), batch_size=2, collate_fn=collate)
+        return Parts(model=FakeDetector().to(device), criterion=criterion, train_loader=train, val_loader=val,
+                     val_dataset=val.dataset)
+    return build
+
+
+def _metrics(dataset, results):
+    return {"AP": sum(r["score"] for r in results) / max(len(results), 1), "n": len(results)}
+
+
+def _cfg(tmp_path, name="run", **train):
+    base = dict(epochs=3, batch_size=4, ref_batch_size=4, lr=0.05, lr_steps=[2], warmup_iters=2, log_interval=2,
+                keep_checkpoints=2, eval_interval=1)
+    base.update(train)
+    return Config(name=name, output_dir=str(tmp_path), device="cpu", seed=3, train=TrainConfig(**base),
+                  eval=EvalConfig(batch_size=2))
+
+
+def _fit(cfg, resume=False, **builder):
+    trainer = Trainer(cfg, resume=resume, parts_builder=_parts_builder(**builder), metrics_fn=_metrics,
+                      show_progress=False)
+    return trainer, trainer.fit()
+
+
+def _weights(trainer):
+    return {k: v.clone() for k, v in trainer.net.state_dict().items()}
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 3-epoch run (3 iterations per epoch)."""
+    tmp = tmp_path_factory.mktemp("ref")
+    trainer, summary = _fit(_cfg(tmp))
+    return trainer, summary
+
+
+def test_reference_run_folder(reference):
+    trainer, summary = reference
+    run = trainer.run_dir
+    assert summary["epoch"] == 3 and summary["iteration"] == 9
+    assert (run / "config.yaml").is_file() and (run / "environment.json").is_file()
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines if r["type"] == "epoch"] == [1, 2, 3]
+    assert all("AP" in r and "train_cls" in r for r in lines if r["type"] == "epoch")
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    names = [p.name for p in trainer.ckpt.list()]
+    assert names == ["ckpt_e0002_i00000006.pth", "ckpt_e0003_i00000009.pth"]  # keep_checkpoints=2
+    state = ck.load_checkpoint(trainer.ckpt.latest())
+    assert state["config"]["train"]["epochs"] == 3 and "git_commit" in state["environment"]
+    assert state["epoch"] == 3 and state["iteration"] == 9 and state["epoch_step"] == 0
+    assert state["self_balance"][0]["weight"] == trainer.criterion.self_balance.weight != 2.0  # SB updated
+    best = ck.load_checkpoint(run / "checkpoints" / "best.pth")
+    assert best["best_ap"] == max(r["AP"] for r in lines if r["type"] == "epoch")
+    assert best["epoch"] == best["best_epoch"]
+    tags = _tensorboard_scalars(run / "tensorboard")
+    assert {"train/L_cls", "train/L_loc", "train/SB_weight", "train/lr", "train/grad_pos_sum",
+            "train/grad_neg_sum", "eval/AP"} <= set(tags)
+    assert [step for step, _ in tags["eval/AP"]] == [3, 6, 9]  # after each epoch, at the global iteration
+    assert [v for _, v in tags["eval/AP"]] == pytest.approx([r["AP"] for r in lines if r["type"] == "epoch"])
+    assert [step for step, _ in tags["train/lr"]] == [2, 4, 6, 8]  # every log_interval=2 iterations
+
+
+def _tensorboard_scalars(folder):
+    """{tag: [(step, value), ...]} of the event files in ``folder`` (read with TensorBoard's own reader)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _strict_json(line):
+    """json.loads that rejects NaN/Infinity tokens (not JSON; jq and JavaScript refuse them)."""
+    return json.loads(line, parse_constant=lambda token: pytest.fail(f"non-JSON constant {token} in {line}"))
+
+
+def test_resume_at_epoch_boundary_is_exact(tmp_path, reference):
+    _, first = _fit(_cfg(tmp_path, max_iters=3))  # stops exactly after epoch 1
+    assert first["epoch"] == 1 and first["iteration"] == 3
+    trainer, summary = _fit(_cfg(tmp_path), resume=True)
+    assert summary["iteration"] == 9
+    _assert_same(_weights(trainer), _weights(reference[0]))
+    assert trainer.criterion.self_balance.weight == reference[0].criterion.self_balance.weight
+
+
+def test_resume_after_a_crash_inside_an_epoch_is_exact(tmp_path, reference):
+    with pytest.raises(KeyboardInterrupt):
+        _fit(_cfg(tmp_path), crash_at_call=5)  # killed at iteration 5 (epoch 2); last checkpoint: epoch 1
+    assert ck.find_latest(tmp_path / "run").name == "ckpt_e0001_i00000003.pth"
+    trainer, _ = _fit(_cfg(tmp_path), resume=True)
+    _assert_same(_weights(trainer), _weights(reference[0]))
+
+
+def test_mid_epoch_checkpoint_resume_replays_data_order(tmp_path, reference):
+    _fit(_cfg(tmp_path, checkpoint_interval_iters=4, max_iters=5, keep_checkpoints=5))
+    names = [p.name for p in ck.CheckpointManager(tmp_path / "run").list()]
+    assert names == ["ckpt_e0001_i00000003.pth", "ckpt_e0001_i00000004.pth", "ckpt_e0001_i00000005.pth"]
+    # drop the stop checkpoint: resume from iteration 4, one step into epoch 2
+    (tmp_path / "run" / "checkpoints" / names[-1]).unlink()
+    trainer, summary = _fit(_cfg(tmp_path, checkpoint_interval_iters=4), resume=True)
+    assert summary["iteration"] == 9
+    _assert_same(_weights(trainer), _weights(reference[0]))
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, caplog):
+    with pytest.raises(NonFiniteLossError, match="iteration 5: loc"):
+        _fit(_cfg(tmp_path), nan_at_call=5)
+    latest = ck.find_latest(tmp_path / "run")
+    assert latest.name == "ckpt_e0001_i00000003.pth"
+    assert torch.isfinite(torch.cat([v.flatten() for v in ck.load_checkpoint(latest)["model"].values()])).all()
+
+
+def test_existing_run_needs_resume_and_resume_without_checkpoint_starts_fresh(tmp_path):
+    _, summary = _fit(_cfg(tmp_path, epochs=1, eval_interval=0), resume=True)  # nothing to resume: fresh
+    assert summary["iteration"] == 3 and summary["metrics"] is None
+    with pytest.raises(FileExistsError, match="--resume"):
+        _fit(_cfg(tmp_path, epochs=1))
+
+
+# ------------------------------------------------------------------------------------------- real parts, via the CLI
+TINY_YAML = """
+seed: 0
+device: cpu
+output_dir: {out}
+data: {{root: {root}, train_split: train, val_split: val, train_preset: ssd, train_size: 128, eval_short_side: 128,
+        eval_max_size: 128, pad_divisor: 128, num_workers: 0, pin_memory: false}}
+model:
+  backbone: {{name: resnet18, norm: gn, frozen_stages: 1}}
+  fpn: {{channels: 64}}
+  head: {{channels: 64, num_convs: 1, norm: gn}}
+  postprocess: {{score_threshold: 0.0}}
+loss: {{name: alrp, box_loss: giou, self_balance: true, sb_init: 50.0}}
+train: {{epochs: 2, batch_size: 2, ref_batch_size: 2, optimizer: sgd, lr: 0.01, warmup_iters: 2, lr_steps: [1],
+         log_interval: 1, eval_interval: 1, keep_checkpoints: 2}}
+eval: {{batch_size: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    from tests.fixtures.synthetic import write_synthetic_coco
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    write_synthetic_coco(tmp / "coco", "train", num_images=4, size=(96, 128), seed=1)  # 2 iterations per epoch
+    write_synthetic_coco(tmp / "coco", "val", num_images=2, size=(96, 128), seed=2)
+    path = tmp / "tiny.yaml"
+    path.write_text(TINY_YAML.format(out=tmp / "runs", root=tmp / "coco"))
+    return path
+
+
+def test_cli_real_parts_resume_is_exact(tiny_config):
+    """train.py with the real data (SSD augmentation), RetinaNet and aLRP Loss: interrupted + resumed == straight."""
+    import train
+
+    base = ["--config", str(tiny_config), "--no-progress"]
+    assert train.main(base + ["--name", "straight"]) == 0
+    assert train.main(base + ["--name", "resumed", "--set", "train.max_iters=2"]) == 0  # stops after epoch 1
+    assert train.main(base + ["--name", "resumed"]) == 1  # refuses to overwrite without --resume
+    assert train.main(base + ["--name", "resumed", "--resume"]) == 0
+    runs = tiny_config.parent / "runs"
+    a = ck.load_checkpoint(ck.find_latest(runs / "straight"))
+    b = ck.load_checkpoint(ck.find_latest(runs / "resumed"))
+    assert a["iteration"] == b["iteration"] == 4 and a["epoch"] == b["epoch"] == 2
+    _assert_same(a["model"], b["model"])
+    assert a["self_balance"] == b["self_balance"] and a["self_balance"][0]["weight"] != 50.0
+    epochs = [_strict_json(x) for x in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in epochs if r["type"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and all("oLRP" in r and "AP" in r for r in epochs)
+    assert all(r["bad_images_skipped"] == 0 for r in epochs)
+    assert (runs / "straight" / "checkpoints" / "best.pth").is_file()
+    tags = _tensorboard_scalars(runs / "straight" / "tensorboard")
+    assert {"eval/AP", "eval/oLRP", "eval/AP50", "train/L_cls", "train/L_loc", "train/SB_weight",
+            "train/grad_pos_sum", "train/grad_neg_sum"} <= set(tags)
+
+
+def _last_line(text):
+    return text.strip().splitlines()[-1]
+
+
+def test_cli_bad_input_gives_one_line_errors(tiny_config, tmp_path, capsys):
+    """Missing data, a device that is not there, unreadable images: one log line and an exit code, no traceback."""
+    import train
+    from tests.fixtures.synthetic import write_synthetic_coco
+
+    base = ["--config", str(tiny_config), "--no-progress", "--output-dir", str(tmp_path / "runs"),
+            "--set", "train.epochs=1", "train.eval_interval=0"]
+    assert train.main(base + ["--name", "nodata", "--set", f"data.root={tmp_path / 'none'}"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and _last_line(err).endswith(
+        f"{tmp_path / 'none' / 'annotations' / 'instances_train.json'}: annotation file not found")
+    if not torch.cuda.is_available():
+        assert train.main(base + ["--name", "nocuda", "--set", "device=cuda"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "config error: device='cuda' but CUDA is not available" in err
+
+    root = tmp_path / "coco"
+    write_synthetic_coco(root, "train", num_images=4, size=(96, 128), seed=1)
+    bad = root / "train" / "000003.png"
+    bad.write_bytes(bad.read_bytes()[:-30])  # truncated PNG
+    data = ["--set", f"data.root={root}"]
+    assert train.main(base + data + ["--name", "skip", "--set", "data.on_bad_image=skip"]) == 0
+    run = tmp_path / "runs" / "skip"
+    epoch = [_strict_json(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert epoch["type"] == "epoch" and epoch["bad_images_skipped"] == 1
+    assert f"1 unreadable image(s) skipped (data.on_bad_image=skip): {bad}" in (run / "log.txt").read_text()
+    capsys.readouterr()
+    assert train.main(base + data + ["--name", "error", "--set", "data.num_workers=1"]) == 1  # default: error
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and _last_line(err).endswith(f"{bad}: truncated PNG (no IEND chunk)")

@@ -1,0 +1,1 @@
+"""The training app: config, build, loop, inference, checkpoint, logging, optim, distributed, trainer."""

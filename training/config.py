@@ -1,0 +1,187 @@
+"""Experiments as YAML: the top-level typed `Config`, `_base_` inheritance, `--set` overrides, strict checking.
+
+A YAML file mirrors the dataclasses (``train.lr``, ``model.backbone.name``, ...). Loading is generic: it walks the
+dataclass fields and their type hints, so a section module only declares fields (and may validate them in
+``__post_init__``). Every problem raises `ConfigError` naming the dotted key and the file that set it. The
+generic machinery (YAML, ``_base_``, overrides, typed conversion) lives in `training.config_loader`; this module holds
+the experiment schema, `load_config` and the run-folder provenance (`environment_info`, `save_resolved_config`).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import yaml
+
+from training import config_loader
+from training.config_loader import ConfigError, config_to_dict, parse_override  # noqa: F401 (re-exported API)
+from alrp.losses.config import LossConfig
+from data.config import DataConfig
+from models.config import ModelConfig
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}: {message}")
+
+
+@dataclass
+class TrainConfig:
+    """Training schedule and loop options (read by the trainer only).
+
+    lr is for ``ref_batch_size`` images per iteration; the trainer scales it by ``batch_size / ref_batch_size``.
+    ``lr_steps`` are epochs; ``warmup_mode`` 'ablation': lr * (1/3 + 2/3 * t / warmup_iters), 'linear': from
+    ``warmup_factor * lr`` to lr. ``eval_interval`` epochs between evaluations (0 = never); ``max_iters`` stops a
+    smoke run after that many iterations; ``sb_period``: when the self-balance weight is updated.
+    """
+
+    epochs: int = 100
+    batch_size: int = 32
+    ref_batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.008
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_schedule: str = "step"
+    lr_steps: list[int] = field(default_factory=lambda: [60, 80])
+    lr_gamma: float = 0.1
+    warmup_iters: int = 500
+    warmup_mode: str = "ablation"
+    warmup_factor: float = 0.001
+    grad_clip: Optional[float] = None
+    amp: bool = False
+    log_interval: int = 20
+    checkpoint_interval_iters: int = 0
+    keep_checkpoints: int = 3
+    eval_interval: int = 1
+    max_iters: Optional[int] = None
+    sb_period: str = "epoch"
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
+        _check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
+        _check(self.ref_batch_size >= 1, "ref_batch_size", f"{self.ref_batch_size} must be >= 1")
+        _check(self.optimizer in ("sgd", "adamw"), "optimizer", f"{self.optimizer!r} is not one of ['sgd', 'adamw']")
+        _check(self.lr > 0, "lr", f"{self.lr} must be > 0")
+        _check(0 <= self.momentum < 1, "momentum", f"{self.momentum} must be in [0, 1)")
+        _check(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
+        _check(self.lr_schedule in ("step", "cosine"), "lr_schedule",
+               f"{self.lr_schedule!r} is not one of ['step', 'cosine']")
+        _check(all(s >= 0 for s in self.lr_steps) and list(self.lr_steps) == sorted(self.lr_steps), "lr_steps",
+               f"{self.lr_steps} must be non-negative epochs in increasing order")
+        _check(0 < self.lr_gamma <= 1, "lr_gamma", f"{self.lr_gamma} must be in (0, 1]")
+        _check(self.warmup_iters >= 0, "warmup_iters", f"{self.warmup_iters} must be >= 0")
+        _check(self.warmup_mode in ("ablation", "linear"), "warmup_mode",
+               f"{self.warmup_mode!r} is not one of ['ablation', 'linear']")
+        _check(0 < self.warmup_factor <= 1, "warmup_factor", f"{self.warmup_factor} must be in (0, 1]")
+        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", f"{self.grad_clip} must be > 0 or null")
+        _check(self.log_interval >= 1, "log_interval", f"{self.log_interval} must be >= 1")
+        _check(self.checkpoint_interval_iters >= 0, "checkpoint_interval_iters", "must be >= 0 (0 = off)")
+        _check(self.keep_checkpoints >= 1, "keep_checkpoints", f"{self.keep_checkpoints} must be >= 1")
+        _check(self.eval_interval >= 0, "eval_interval", f"{self.eval_interval} must be >= 0 (0 = never)")
+        _check(self.max_iters is None or self.max_iters >= 1, "max_iters", f"{self.max_iters} must be >= 1 or null")
+        _check(self.sb_period == "epoch", "sb_period", f"{self.sb_period!r} is not one of ['epoch']")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation options: ``split`` 'val' | 'train', images per batch, whether to write PR/LRP plots."""
+
+    split: str = "val"
+    batch_size: int = 8
+    plots: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.split in ("val", "train"), "split", f"{self.split!r} is not one of ['val', 'train']")
+        _check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
+
+
+@dataclass
+class Config:
+    """One experiment. The run folder is ``output_dir/name``; ``name`` defaults to the YAML file's stem.
+
+    ``device``: 'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    name: str = ""
+    seed: int = 0
+    device: str = "auto"
+    output_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        _check(re.fullmatch(r"[A-Za-z0-9_.+=-]*", self.name) is not None and self.name not in (".", ".."), "name",
+               f"{self.name!r} must be a plain folder name (letters, digits, _ . + = -)")
+        _check(self.seed >= 0, "seed", f"{self.seed} must be >= 0")
+        _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
+               f"{self.device!r} is not 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        _check(bool(self.output_dir.strip()), "output_dir", "must not be empty")
+
+    @property
+    def run_dir(self) -> Path:
+        """``output_dir / name``."""
+        return Path(self.output_dir) / self.name
+
+
+def load_config(path: Union[str, Path], overrides: Sequence[str] = (), schema: type = Config) -> Any:
+    """Load a YAML experiment (with its ``_base_`` chain) and ``--set``-style overrides into ``schema``.
+
+    Args:
+        path: the YAML file; ``_base_: other.yaml`` (or a list) is resolved relative to the file, recursively,
+            and deep-merged (later files and keys win).
+        overrides: ``["train.lr=0.004", "data.root=/coco"]``; values are parsed with ``yaml.safe_load``.
+        schema: the top-level dataclass (``Config``; tests pass small stand-ins).
+
+    Raises:
+        ConfigError: unknown key, wrong type, missing required value, invalid value, bad YAML or missing file;
+            the message names the dotted key and the file (or ``--set``) the value came from.
+    """
+    return config_loader.load_config(path, overrides, schema)
+
+
+def environment_info() -> dict[str, Any]:
+    """Git commit (None outside a checkout), dirty flag and the versions of python and the main libraries."""
+    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
+                            "command": " ".join(sys.argv)}
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        info["git_commit"] = head.stdout.strip() if head.returncode == 0 else None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                capture_output=True, text=True, timeout=10)
+        info["git_dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = info["git_dirty"] = None
+    for name, dist in (("torch", "torch"), ("torchvision", "torchvision"), ("numpy", "numpy"),
+                       ("pycocotools", "pycocotools"), ("pyyaml", "PyYAML")):
+        try:
+            info[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            info[name] = None
+    try:
+        import cv2
+        info["cv2"] = cv2.__version__
+    except ImportError:
+        info["cv2"] = None
+    return info
+
+
+def save_resolved_config(cfg: Any, run_dir: Union[str, Path]) -> dict:
+    """Write ``run_dir/config.yaml`` (the resolved config) and ``run_dir/environment.json``; returns the latter."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    env = environment_info()
+    (run_dir / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+    return env

@@ -1,0 +1,289 @@
+"""Builds a run from a `Config` and drives it: epochs, self-balance updates, evaluation, checkpoints, resume.
+
+This is the only training module that reads the config; everything below it takes explicit arguments.
+Run folder (``cfg.run_dir`` = ``output_dir/name``): ``config.yaml``, ``environment.json``, ``log.txt``,
+``metrics.jsonl``, ``tensorboard/``, ``checkpoints/``.
+
+Order at the end of an epoch (fixed so that a resumed run repeats an uninterrupted one exactly): self-balance
+update -> evaluation (if due) -> checkpoint (with the RNG states at that point) -> best-by-AP copy -> logs.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from training import checkpoint as ck
+from training import distributed as dist_utils
+from training.config import Config, config_to_dict, environment_info, save_resolved_config
+from training.build import Parts, SetupError, build_parts, seed_everything
+from training.inference import coco_metrics, evaluate
+from training.loop import NonFiniteLossError, train_one_epoch
+from training.logging import JsonlWriter, TensorBoardWriter, get_logger, setup_logging
+from training.optim import build_optimizer, build_scheduler, scaled_lr
+
+log = get_logger("trainer")
+
+
+def _set_epoch(loader: Any, epoch: int) -> None:
+    """Reseeds shuffling/augmentation for ``epoch``: the loader's and its (distributed) sampler's ``set_epoch``."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for obj in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+        if obj is not None and hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+
+
+def _resumed_batches(loader: Iterable, skip: int, rng_after: dict | None) -> Iterator:
+    """Iterates ``loader`` after discarding ``skip`` batches (mid-epoch resume), then restores ``rng_after``."""
+    it = iter(loader)
+    for _ in range(skip):
+        next(it)
+    if rng_after is not None:
+        ck.restore_rng_state(rng_after)
+    yield from it
+
+
+class Trainer:
+    """One training run. ``Trainer(cfg, resume=True).fit()`` continues from the run folder's latest checkpoint.
+
+    Args:
+        parts_builder: ``(cfg, device, dist_info) -> Parts`` (default `build_parts`; tests pass small fakes).
+        metrics_fn: ``(val_dataset, coco_results) -> dict`` with at least ``AP`` (default `coco_metrics`).
+    """
+
+    def __init__(self, cfg: Config, *, resume: bool = False,
+                 parts_builder: Callable[[Config, torch.device, dist_utils.DistInfo], Parts] = build_parts,
+                 metrics_fn: Callable[[Any, list[dict]], dict] = coco_metrics, show_progress: bool = True) -> None:
+        self.cfg, self.metrics_fn, self.show_progress = cfg, metrics_fn, show_progress
+        tc = cfg.train
+        self.info = dist_utils.init_distributed(dist_utils.resolve_device(cfg.device))
+        self.device, self.rank0 = self.info.device, self.info.rank == 0
+        self.run_dir = Path(cfg.run_dir)
+        setup_logging(self.info.rank, self.run_dir / "log.txt" if self.rank0 else None)
+        if tc.batch_size % self.info.world_size:
+            raise SetupError(f"train.batch_size={tc.batch_size} is not divisible by the {self.info.world_size} "
+                             "processes")
+        self.amp = tc.amp and self.device.type == "cuda"
+        if tc.amp and not self.amp:
+            log.warning("train.amp is only supported on CUDA: training in float32 on %s", self.device)
+        self.ckpt = ck.CheckpointManager(self.run_dir, keep=tc.keep_checkpoints)
+        latest = self.ckpt.latest()
+        if latest is not None and not resume:
+            raise FileExistsError(f"{self.run_dir} already holds checkpoints ({latest.name}): pass --resume to "
+                                  "continue it, or choose another name / output_dir")
+        seed_everything(cfg.seed)
+        parts = parts_builder(cfg, self.device, self.info)
+        self.net, self.criterion = parts.model, parts.criterion
+        self.train_loader, self.val_loader, self.val_dataset = parts.train_loader, parts.val_loader, parts.val_dataset
+        self.model = self.net
+        if self.info.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        self._build_optimization()
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl" if self.rank0 else None)
+        self.tb = TensorBoardWriter(self.run_dir / "tensorboard" if self.rank0 else None)
+        self.env = environment_info()
+        if self.rank0:
+            save_resolved_config(cfg, self.run_dir)
+        self.epoch = self.iteration = self.epoch_step = 0  # completed epochs / steps / steps in the current epoch
+        self.best_ap, self.best_epoch, self.last_metrics = -math.inf, -1, None
+        self._evaluated_at = -1
+        self.epoch_rng: dict | None = None
+        self.last_checkpoint: Path | None = None
+        self._resume_rng: dict | None = None
+        if resume:
+            self._resume_from(latest)
+        log.info("run %s: %d process(es) on %s, %d it/epoch, lr %.3g (batch %d, ref %d), amp %s", self.run_dir,
+                 self.info.world_size, self.device, self.iters_per_epoch, self.lr, tc.batch_size, tc.ref_batch_size,
+                 self.amp)
+
+    def _build_optimization(self) -> None:
+        """Optimiser (lr scaled to the total batch) and the per-iteration schedule over the whole run."""
+        tc = self.cfg.train
+        self.iters_per_epoch = len(self.train_loader)
+        if self.iters_per_epoch == 0:
+            raise SetupError(f"the training split ({self.cfg.data.train_split}) gives no batch of "
+                             f"{tc.batch_size // self.info.world_size} images")
+        total = tc.epochs * self.iters_per_epoch
+        if tc.max_iters is not None:
+            total = min(total, tc.max_iters)
+        self.lr = scaled_lr(tc.lr, tc.batch_size, tc.ref_batch_size)
+        self.optimizer = build_optimizer(self.net, name=tc.optimizer, lr=self.lr, momentum=tc.momentum,
+                                         weight_decay=tc.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, schedule=tc.lr_schedule,
+                                         iters_per_epoch=self.iters_per_epoch, total_iters=total,
+                                         lr_steps=tc.lr_steps, gamma=tc.lr_gamma, warmup_iters=tc.warmup_iters,
+                                         warmup_mode=tc.warmup_mode, warmup_factor=tc.warmup_factor)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def _resume_from(self, latest: Path | None) -> None:
+        if latest is None:
+            log.warning("--resume: no checkpoint in %s, starting from scratch", self.run_dir / ck.CKPT_DIR)
+            return
+        self._load(latest)
+
+    def _state(self) -> dict[str, Any]:
+        sb = getattr(self.criterion, "self_balance", None)
+        return {
+            "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "self_balance": dist_utils.all_gather_object(sb.state_dict() if sb is not None else None),
+            "rng": dist_utils.all_gather_object(ck.capture_rng_state()),
+            "epoch_rng": dist_utils.all_gather_object(self.epoch_rng),
+            "epoch": self.epoch, "iteration": self.iteration, "epoch_step": self.epoch_step,
+            "best_ap": self.best_ap, "best_epoch": self.best_epoch, "world_size": self.info.world_size,
+            "config": config_to_dict(self.cfg), "environment": self.env,
+        }
+
+    def _save(self) -> Path | None:
+        state = self._state()  # collective (all ranks gather RNG/SB states)
+        path = None
+        if self.rank0:
+            path = self.ckpt.save(state, epoch=self.epoch, iteration=self.iteration)
+        self.last_checkpoint = path
+        dist_utils.barrier()
+        return path
+
+    def _load(self, path: Path) -> None:
+        state = ck.load_checkpoint(path, required=("model", "optimizer", "scheduler", "epoch", "iteration", "rng"))
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        # keep the schedule of the current config (e.g. more epochs); restore only the position in it
+        no_lambdas = [None] * len(self.scheduler.lr_lambdas)
+        self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": no_lambdas})
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        rank = self.info.rank if state.get("world_size") == self.info.world_size else 0
+        sb = getattr(self.criterion, "self_balance", None)
+        if sb is not None and state.get("self_balance") and state["self_balance"][rank] is not None:
+            sb.load_state_dict(state["self_balance"][rank])
+        self.epoch, self.iteration, self.epoch_step = state["epoch"], state["iteration"], state["epoch_step"]
+        self.best_ap, self.best_epoch = state["best_ap"], state["best_epoch"]
+        self.epoch_rng = state["epoch_rng"][rank]
+        ck.restore_rng_state(state["rng"][rank])
+        self._resume_rng = state["rng"][rank] if self.epoch_step else None
+        self.last_checkpoint = path
+        log.info("resumed from %s (epoch %d, iteration %d%s)", path, self.epoch, self.iteration,
+                 f", step {self.epoch_step} of the epoch" if self.epoch_step else "")
+
+    def _on_iteration(self, iteration: int, values: dict[str, float]) -> None:
+        self.iteration = iteration
+        self.epoch_step += 1
+        n = self.cfg.train.checkpoint_interval_iters
+        if n and iteration % n == 0 and self.epoch_step < self.iters_per_epoch:
+            self._save()
+
+    # ------------------------------------------------------------------------------------------- loop
+    def _batches(self) -> Iterator:
+        if self.epoch_step:  # mid-epoch resume: replay the epoch's data order from its starting RNG state
+            ck.restore_rng_state(self.epoch_rng)
+            _set_epoch(self.train_loader, self.epoch)
+            return _resumed_batches(self.train_loader, self.epoch_step, self._resume_rng)
+        self.epoch_rng = ck.capture_rng_state()
+        _set_epoch(self.train_loader, self.epoch)
+        return iter(self.train_loader)
+
+    def _evaluate(self) -> dict[str, Any]:
+        results = evaluate(self.model, self.val_loader, self.device, amp=self.amp, show_progress=self.show_progress,
+                           desc=f"eval epoch {self.epoch}")
+        metrics = self.metrics_fn(self.val_dataset, results) if self.rank0 else None
+        metrics = dist_utils.broadcast_object(metrics)
+        scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.tb.scalars(scalars, self.iteration, prefix="eval/")
+        log.info("eval after epoch %d: %s", self.epoch, "  ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+        self.last_metrics, self._evaluated_at = metrics, self.iteration
+        return scalars
+
+    def _report_bad_images(self) -> dict[str, int]:
+        """Logs (and resets) the training images skipped under ``data.on_bad_image: skip``, over all processes.
+
+        Returns ``{"bad_images_skipped": count}``, or ``{}`` when the training dataset keeps no such count.
+        """
+        report = getattr(getattr(self.train_loader, "dataset", None), "bad_image_report", None)
+        if report is None:
+            return {}
+        parts = dist_utils.all_gather_object(report(reset=True))  # each process counts its own shard
+        skipped = sum(int(p["skipped"]) for p in parts)
+        if skipped:
+            files = sorted({f for p in parts for f in p["files"]})
+            log.warning("epoch %d: %d unreadable image(s) skipped (data.on_bad_image=skip): %s%s", self.epoch + 1,
+                        skipped, ", ".join(files[:10]), f" ... and {len(files) - 10} more" if len(files) > 10 else "")
+        return {"bad_images_skipped": skipped}
+
+    def _eval_due(self, final: bool = False) -> bool:
+        interval = self.cfg.train.eval_interval
+        if interval <= 0 or self.val_loader is None:
+            return False
+        if final:
+            return self._evaluated_at != self.iteration
+        return self.epoch % interval == 0 or self.epoch == self.cfg.train.epochs
+
+    def _record_best(self, scalars: dict[str, float]) -> bool:
+        """Takes ``scalars["AP"]`` as the best so far when it beats it; returns whether it did."""
+        if scalars.get("AP", -math.inf) <= self.best_ap:
+            return False
+        self.best_ap, self.best_epoch = scalars["AP"], self.epoch
+        return True
+
+    def _copy_best(self, path: Path | None) -> None:
+        if self.rank0 and path is not None:
+            self.ckpt.save_best(path)
+
+    def fit(self) -> dict[str, Any]:
+        """Trains until ``train.epochs`` (or ``train.max_iters``); returns a summary of the run."""
+        tc = self.cfg.train
+        try:
+            while self.epoch < tc.epochs and (tc.max_iters is None or self.iteration < tc.max_iters):
+                self._run_epoch()
+            if self._eval_due(final=True):  # e.g. a max_iters stop inside an epoch
+                scalars = self._evaluate()
+                if self._record_best(scalars):
+                    self._copy_best(self.last_checkpoint)
+                self.jsonl.write({"type": "eval", "epoch": self.epoch, "iteration": self.iteration, **scalars})
+        finally:
+            self.tb.close()
+        return {"run_dir": str(self.run_dir), "epoch": self.epoch, "iteration": self.iteration,
+                "best_ap": self.best_ap, "best_epoch": self.best_epoch, "metrics": self.last_metrics,
+                "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
+
+    def _run_epoch(self) -> None:
+        tc, tic = self.cfg.train, time.perf_counter()
+        batches = self._batches()
+        try:
+            stats = train_one_epoch(
+                self.model, self.criterion, batches, self.optimizer, self.scheduler, self.device, self.epoch,
+                start_iteration=self.iteration, num_batches=self.iters_per_epoch - self.epoch_step,
+                scaler=self.scaler, amp=self.amp, grad_clip=tc.grad_clip, log_interval=tc.log_interval,
+                max_iters=tc.max_iters, jsonl=self.jsonl, tensorboard=self.tb, on_iteration=self._on_iteration,
+                show_progress=self.show_progress)
+        except NonFiniteLossError as err:
+            kept = self.ckpt.latest() if self.rank0 else None
+            log.error("%s; training stopped. Last good checkpoint: %s", err,
+                      kept if kept is not None else "none (no checkpoint written yet)")
+            raise
+        bad_images = self._report_bad_images()
+        if self.epoch_step < self.iters_per_epoch:  # stopped by max_iters inside the epoch
+            self._save()
+            return
+        sb = getattr(self.criterion, "self_balance", None)
+        if sb is not None:
+            sb.update(distributed=self.info.distributed)
+        self.epoch, self.epoch_step = self.epoch + 1, 0
+        scalars = self._evaluate() if self._eval_due() else {}
+        improved = self._record_best(scalars)  # before the save: the checkpoint holds the new best
+        path = self._save()
+        if improved:
+            self._copy_best(path)
+        train_means = {k: v for k, v in stats.items() if k not in ("epoch", "iteration", "steps", "stopped_early")}
+        self.jsonl.write({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration,
+                          "seconds": time.perf_counter() - tic, "sb_weight_next": getattr(sb, "weight", None),
+                          **bad_images, **{f"train_{k}": v for k, v in train_means.items()}, **scalars})
+        log.info("epoch %d/%d done in %.0f s: loss %.4f (cls %.4f, loc %.4f)", self.epoch, tc.epochs,
+                 time.perf_counter() - tic, stats.get("total", math.nan), stats.get("cls", math.nan),
+                 stats.get("loc", math.nan))
