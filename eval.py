@@ -15,7 +15,7 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 from training.config import ConfigError, load_config
 from alrp.metrics import EvaluationInputError, format_metrics, load_gt, metrics_to_json, run_evaluation
@@ -29,7 +29,7 @@ class UsageError(Exception):
     """A user-facing problem (exit status 2)."""
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     files = p.add_argument_group("mode 1: evaluate a COCO results file")
     files.add_argument("--gt", type=Path, help="COCO ground-truth annotation JSON")
@@ -60,7 +60,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def _evaluate_files(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Optional[Callable[[int], Path]]]:
+def _evaluate_files(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Callable[[int], Path] | None]:
     coco_gt = load_gt(args.gt)
     results, source = read_results(args.detections)
     ev = run_evaluation(coco_gt, results, source)
@@ -72,7 +72,7 @@ def _evaluate_files(args: argparse.Namespace) -> tuple[Evaluation, list[dict], O
     return ev, results, image_path
 
 
-def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Optional[Callable[[int], Path]]]:
+def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Callable[[int], Path] | None]:
     import data
     import models
     from training import inference
@@ -114,7 +114,7 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dic
 
 
 def _write_outputs(args: argparse.Namespace, ev: Evaluation, results: list[dict],
-                   image_path: Optional[Callable[[int], Path]]) -> None:
+                   image_path: Callable[[int], Path] | None) -> None:
     from alrp.metrics.plots import visualize, write_plots
 
     print(format_metrics(ev.metrics, ev.cat_names))
@@ -133,7 +133,7 @@ def _write_outputs(args: argparse.Namespace, ev: Evaluation, results: list[dict]
         print(f"{len(paths)} images with detections written to {vis_dir}")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)

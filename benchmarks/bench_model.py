@@ -8,12 +8,14 @@ iteration and report the median, so a shared machine's load hits both alike.
     python benchmarks/bench_model.py --device cpu --batch 1 --iters 10
 Last line: `model/torchvision forward ratio: X.XX`.
 """
+from __future__ import annotations
+
 import argparse
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +39,7 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def torchvision_model(device: torch.device) -> Callable[[Tensor], Dict[str, Tensor]]:
+def torchvision_model(device: torch.device) -> Callable[[Tensor], dict[str, Tensor]]:
     """torchvision RetinaNet R-50-FPN with A = 6 anchors, frozen BN, frozen stem + layer1; returns raw outputs."""
     anchors = TorchvisionAnchors(tuple((s, s * 2 ** 0.5) for s in (32, 64, 128, 256, 512)), ((0.5, 1.0, 2.0),) * 5)
     tv = retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=80, anchor_generator=anchors)
@@ -47,7 +49,7 @@ def torchvision_model(device: torch.device) -> Callable[[Tensor], Dict[str, Tens
             p.requires_grad_(False)
     tv.to(device)
 
-    def run(images: Tensor) -> Dict[str, Tensor]:
+    def run(images: Tensor) -> dict[str, Tensor]:
         return tv.head(list(tv.backbone(images).values()))
 
     run.module = tv  # type: ignore[attr-defined]
@@ -83,9 +85,9 @@ def forward_backward(run: Callable, module: nn.Module, images: Tensor) -> Callab
     return step
 
 
-def bench_pair(steps: Dict[str, Callable[[], None]], iters: int, warmup: int, device: torch.device) -> Dict[str, float]:
+def bench_pair(steps: dict[str, Callable[[], None]], iters: int, warmup: int, device: torch.device) -> dict[str, float]:
     """Median seconds per call of each step, alternating the steps every iteration."""
-    times: Dict[str, List[float]] = {name: [] for name in steps}
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for i in range(warmup + iters):
         for name, step in steps.items():
             t = timed(step, device)
@@ -94,7 +96,7 @@ def bench_pair(steps: Dict[str, Callable[[], None]], iters: int, warmup: int, de
     return {name: statistics.median(v) for name, v in times.items()}
 
 
-def stress_outputs(batch: int, num_anchors: int, device: torch.device) -> Dict[str, Tensor]:
+def stress_outputs(batch: int, num_anchors: int, device: torch.device) -> dict[str, Tensor]:
     """Logits where ~29% of pairs clear the 0.05 threshold: every level fills its 1000 pre-NMS candidates."""
     g = torch.Generator(device="cpu").manual_seed(0)
     logits = torch.randn(batch, num_anchors, 80, generator=g) - 3.5

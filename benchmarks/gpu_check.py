@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The prepared GPU check (issue 5): real training steps of the R-50 500 config with and without AMP, and the
+"""The prepared GPU check: real training steps of the R-50 500 config with and without AMP, and the
 CUDA aLRP Loss against the CPU one on the same tensors.
 
 Runs `training.loop.train_one_epoch` (the training code path: autocast, float32 ranking loss, GradScaler,

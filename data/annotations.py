@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, NoReturn, Tuple
+from typing import Any, NoReturn
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -39,10 +39,10 @@ class AnnotationIndex:
     """A validated annotation file: pycocotools index, category mapping and one record per image."""
 
     coco: COCO
-    cat_ids: List[int]  # sorted COCO category ids; label k <-> cat_ids[k]
-    class_names: List[str]
-    records: List[ImageRecord]
-    degenerate_ann_ids: List[int] = field(default_factory=list)  # annotations dropped as < MIN_BOX_SIZE
+    cat_ids: list[int]  # sorted COCO category ids; label k <-> cat_ids[k]
+    class_names: list[str]
+    records: list[ImageRecord]
+    degenerate_ann_ids: list[int] = field(default_factory=list)  # annotations dropped as < MIN_BOX_SIZE
 
     @property
     def num_degenerate(self) -> int:
@@ -54,7 +54,7 @@ def _fail(path: Path, msg: str) -> NoReturn:
     raise DatasetError(f"{path}: {msg}")
 
 
-def read_json(path: Path) -> Dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     """Reads a COCO annotation JSON; errors name the file (and the line for malformed JSON)."""
     if not path.is_file():
         _fail(path, "annotation file not found")
@@ -90,12 +90,12 @@ def _require(path: Path, entry: Any, keys: tuple, what: str, index: int) -> None
 IMAGE_KEYS = ("id", "file_name", "width", "height")  # what a training/eval dataset needs of each image
 
 
-def validate(path: Path, data: Dict[str, Any], image_keys: Tuple[str, ...] = IMAGE_KEYS) -> None:
+def validate(path: Path, data: dict[str, Any], image_keys: tuple[str, ...] = IMAGE_KEYS) -> None:
     """Checks ids and references; raises DatasetError naming the file and the offending id.
 
     `image_keys`: keys every image entry must have (evaluating a results file needs only `("id",)`).
     """
-    images: Dict[int, Dict[str, Any]] = {}
+    images: dict[int, dict[str, Any]] = {}
     for i, img in enumerate(data["images"]):
         _require(path, img, image_keys, "image", i)
         if img["id"] in images:
@@ -127,7 +127,7 @@ def validate(path: Path, data: Dict[str, Any], image_keys: Tuple[str, ...] = IMA
             _fail(path, f"annotation id {ann['id']} has a malformed bbox {bbox!r} (expected [x, y, w, h])")
 
 
-def _to_coco(data: Dict[str, Any]) -> COCO:
+def _to_coco(data: dict[str, Any]) -> COCO:
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
@@ -151,7 +151,7 @@ def load_annotations(path: str | Path) -> AnnotationIndex:
     return index
 
 
-def _image_record(img: Dict[str, Any], anns: List[Dict[str, Any]], cat_to_label: Dict[int, int],
+def _image_record(img: dict[str, Any], anns: list[dict[str, Any]], cat_to_label: dict[int, int],
                   index: AnnotationIndex) -> ImageRecord:
     h, w = int(img["height"]), int(img["width"])
     boxes, labels, crowd = [], [], []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from .errors import BadImageError, DatasetError
 from .image_io import read_image
 
 log = logging.getLogger(__name__)
-ItemKey = Union[int, Tuple[int, int, int]]  # index, or (index, seed, epoch) as yielded by data.loader
+ItemKey = int | tuple[int, int, int]  # index, or (index, seed, epoch) as yielded by data.loader
 MAX_CONSECUTIVE_BAD = 16
 
 
@@ -32,8 +32,8 @@ class CocoDetection(Dataset):
     (`bad_image_report()`); the counter lives in shared memory, so DataLoader workers update it too.
     """
 
-    def __init__(self, *, ann_file: Union[str, Path], img_dir: Union[str, Path],
-                 transforms: Optional[Callable[..., Any]], train: bool, on_bad_image: str = "error") -> None:
+    def __init__(self, *, ann_file: str | Path, img_dir: str | Path,
+                 transforms: Callable[..., Any] | None, train: bool, on_bad_image: str = "error") -> None:
         if on_bad_image not in ("error", "skip"):
             raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
         index = load_annotations(ann_file)
@@ -42,10 +42,10 @@ class CocoDetection(Dataset):
             raise DatasetError(f"{self.img_dir}: image folder not found (annotations: {self.ann_file})")
         self.transforms, self.train, self.on_bad_image = transforms, train, on_bad_image
         self.coco = index.coco
-        self.cat_ids: List[int] = index.cat_ids
-        self.class_names: List[str] = index.class_names
-        self.cat_id_to_label: Dict[int, int] = {cid: k for k, cid in enumerate(index.cat_ids)}
-        self.records: List[ImageRecord] = [r for r in index.records if not train or len(r.boxes) > 0]
+        self.cat_ids: list[int] = index.cat_ids
+        self.class_names: list[str] = index.class_names
+        self.cat_id_to_label: dict[int, int] = {cid: k for k, cid in enumerate(index.cat_ids)}
+        self.records: list[ImageRecord] = [r for r in index.records if not train or len(r.boxes) > 0]
         self.num_skipped_empty = len(index.records) - len(self.records)
         self.num_degenerate = index.num_degenerate
         self.degenerate_ann_ids = index.degenerate_ann_ids
@@ -68,13 +68,13 @@ class CocoDetection(Dataset):
         r = self.records[index]
         return r.width / r.height
 
-    def summary(self) -> Dict[str, int]:
+    def summary(self) -> dict[str, int]:
         """Counts: images, boxes, crowd boxes, degenerate boxes dropped, images skipped as empty."""
         return {"images": len(self.records), "boxes": int(sum(len(r.boxes) for r in self.records)),
                 "crowd_boxes": int(sum(len(r.crowd_boxes) for r in self.records)),
                 "degenerate_boxes": self.num_degenerate, "skipped_empty_images": self.num_skipped_empty}
 
-    def bad_image_report(self, reset: bool = False) -> Dict[str, Any]:
+    def bad_image_report(self, reset: bool = False) -> dict[str, Any]:
         """Unreadable images replaced so far (on_bad_image='skip'): {'skipped': count, 'files': [paths]}."""
         hits = torch.nonzero(self._bad_counts).flatten().tolist()
         report = {"skipped": int(self._bad_counts.sum()),
@@ -83,7 +83,7 @@ class CocoDetection(Dataset):
             self._bad_counts.zero_()
         return report
 
-    def __getitem__(self, key: ItemKey) -> Tuple[torch.Tensor, Dict[str, Any]]:
+    def __getitem__(self, key: ItemKey) -> tuple[torch.Tensor, dict[str, Any]]:
         index, seed, epoch = (int(key), 0, 0) if not isinstance(key, (tuple, list)) else (int(k) for k in key)
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} images ({self.ann_file})")
@@ -105,7 +105,7 @@ class CocoDetection(Dataset):
             "scale": target["scale"],
         }
 
-    def _load(self, index: int) -> Tuple[np.ndarray, ImageRecord]:
+    def _load(self, index: int) -> tuple[np.ndarray, ImageRecord]:
         """Reads image `index` (BGR uint8); in 'skip' mode falls through to the next readable image."""
         n = len(self.records)
         for attempt in range(min(n, MAX_CONSECUTIVE_BAD)):

@@ -6,13 +6,11 @@ Defaults follow the AP-Loss ablation code (see `../shared/docs/reference-setting
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 INTERPOLATIONS = ("linear", "area", "nearest", "cubic", "lanczos4")
 LIGHTING_MODES = ("pca", "channel_swap", "none")
 NORMALIZE_MODES = ("bgr_mean", "rgb_mean_std")
 TRAIN_PRESETS = ("ssd", "flip", "none")
-EVAL_PRESETS = ("eval",)
 
 
 def _check(cond: bool, key: str, msg: str) -> None:
@@ -20,7 +18,7 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise ValueError(f"data config: {key}: {msg}")
 
 
-def _check_range(value: List[float], key: str, lo: float, hi: float) -> None:
+def _check_range(value: list[float], key: str, lo: float, hi: float) -> None:
     _check(len(value) == 2, key, f"expected [low, high], got {value!r}")
     _check(lo <= value[0] <= value[1] <= hi, key, f"need {lo} <= low <= high <= {hi}, got {value!r}")
 
@@ -42,9 +40,9 @@ class SSDAugConfig:
     brightness_prob: float = 0.5
     brightness_delta: float = 32.0
     contrast_prob: float = 0.5
-    contrast_range: List[float] = field(default_factory=lambda: [0.5, 1.5])
+    contrast_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
     saturation_prob: float = 0.5
-    saturation_range: List[float] = field(default_factory=lambda: [0.5, 1.5])
+    saturation_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
     hue_prob: float = 0.5
     hue_delta: float = 18.0
     contrast_first_prob: float = 0.5  # contrast before (else after) the HSV ops
@@ -52,14 +50,14 @@ class SSDAugConfig:
     lighting_prob: float = 0.5
     lighting_std: float = 0.1
     expand_prob: float = 0.5
-    expand_ratio: List[float] = field(default_factory=lambda: [1.0, 4.0])
-    crop_modes: List[Optional[float]] = field(default_factory=lambda: [None, 0.1, 0.3, 0.7, 0.9, 0.0])
+    expand_ratio: list[float] = field(default_factory=lambda: [1.0, 4.0])
+    crop_modes: list[float | None] = field(default_factory=lambda: [None, 0.1, 0.3, 0.7, 0.9, 0.0])
     crop_require: str = "any"  # 'any': some box reaches the IoU (ablation) | 'all': every box (mmdet/SSD)
     crop_trials: int = 50
-    crop_scale: List[float] = field(default_factory=lambda: [0.3, 1.0])  # crop side / image side
-    crop_aspect: List[float] = field(default_factory=lambda: [0.5, 2.0])  # crop h / w
+    crop_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])  # crop side / image side
+    crop_aspect: list[float] = field(default_factory=lambda: [0.5, 2.0])  # crop h / w
     flip_prob: float = 0.5
-    interpolations: List[str] = field(default_factory=lambda: list(INTERPOLATIONS))
+    interpolations: list[str] = field(default_factory=lambda: list(INTERPOLATIONS))
 
     @classmethod
     def mmdet(cls) -> "SSDAugConfig":
@@ -103,7 +101,6 @@ class DataConfig:
     train_split: str = "train2017"
     val_split: str = "val2017"
     train_preset: str = "ssd"  # 'ssd' | 'flip' (flip + resize) | 'none' (resize only)
-    eval_preset: str = "eval"
     train_size: int = 512
     eval_short_side: int = 500
     eval_max_size: int = 833
@@ -120,7 +117,6 @@ class DataConfig:
             self.ssd = SSDAugConfig(**self.ssd)
         _check(bool(self.root), "root", "must not be empty")
         _check(self.train_preset in TRAIN_PRESETS, "train_preset", f"must be one of {TRAIN_PRESETS}")
-        _check(self.eval_preset in EVAL_PRESETS, "eval_preset", f"must be one of {EVAL_PRESETS}")
         for key in ("train_size", "eval_short_side", "eval_max_size", "pad_divisor"):
             _check(getattr(self, key) >= 1, key, "must be >= 1")
         _check(self.eval_max_size >= self.eval_short_side, "eval_max_size", "must be >= eval_short_side")

@@ -1,6 +1,7 @@
 """Errors raised by the data package: each message names the file and the offending key or id."""
+from __future__ import annotations
+
 import re
-from typing import Optional
 
 
 class DatasetError(ValueError):
@@ -15,7 +16,7 @@ class BadImageError(DatasetError):
         reason: short human-readable cause (e.g. ``"truncated JPEG (no end-of-image marker)"``).
     """
 
-    def __init__(self, path: str, reason: Optional[str] = None) -> None:
+    def __init__(self, path: str, reason: str | None = None) -> None:
         # A single argument is a full message (DataLoader re-raises worker errors as `type(msg)`).
         super().__init__(str(path) if reason is None else f"{path}: {reason}")
         self.path = str(path)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -17,7 +16,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 
-def check_complete(data: bytes) -> Optional[str]:
+def check_complete(data: bytes) -> str | None:
     """Returns why an encoded JPEG/PNG is incomplete, or None when it ends properly.
 
     A JPEG must contain an end-of-image marker after its last start-of-scan (entropy-coded data cannot
@@ -48,7 +47,7 @@ def decode_image(data: bytes, path: str = "<bytes>") -> np.ndarray:
     return image
 
 
-def read_image(path: str | Path, expected_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
+def read_image(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
     """Reads an image file as BGR uint8 `(H, W, 3)`.
 
     Args:

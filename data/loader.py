@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import random
 from functools import partial
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from .config import DataConfig
 
 
-def collate(batch: Sequence[Tuple[torch.Tensor, Dict[str, Any]]],
-            pad_divisor: int = 128) -> Tuple[torch.Tensor, List[Dict[str, Any]]]:
+def collate(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]],
+            pad_divisor: int = 128) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Stacks `(3, H_i, W_i)` images into `(N, 3, Hp, Wp)`, zero-padded at the bottom/right.
 
     `Hp`, `Wp` are the largest height/width rounded up to a multiple of `pad_divisor` (0 is the normalised
@@ -30,7 +30,7 @@ def collate(batch: Sequence[Tuple[torch.Tensor, Dict[str, Any]]],
     return out, [item[1] for item in batch]
 
 
-class KeyedBatchSampler(Sampler[List[Tuple[int, int, int]]]):
+class KeyedBatchSampler(Sampler[list[tuple[int, int, int]]]):
     """Batches the indices of `sampler` as `(index, seed, epoch)` keys, so items know their random stream.
 
     `set_epoch(e)` reseeds both the augmentation stream and the inner sampler's shuffle (if it has one).
@@ -38,7 +38,7 @@ class KeyedBatchSampler(Sampler[List[Tuple[int, int, int]]]):
     """
 
     def __init__(self, sampler: Sampler[int], batch_size: int, seed: int = 0, drop_last: bool = False,
-                 group_fn: Optional[Any] = None) -> None:
+                 group_fn: Any | None = None) -> None:
         self.sampler, self.batch_size, self.seed = sampler, batch_size, seed
         self.drop_last, self.group_fn, self.epoch = drop_last, group_fn, 0
 
@@ -47,8 +47,8 @@ class KeyedBatchSampler(Sampler[List[Tuple[int, int, int]]]):
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(self.epoch)
 
-    def __iter__(self) -> Iterator[List[Tuple[int, int, int]]]:
-        buckets: Dict[Any, List[Tuple[int, int, int]]] = {}
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        buckets: dict[Any, list[tuple[int, int, int]]] = {}
         for idx in self.sampler:
             group = self.group_fn(idx) if self.group_fn is not None else 0
             bucket = buckets.setdefault(group, [])

@@ -6,7 +6,7 @@ Each op fires with its own probability. Every draw comes from the `numpy.random.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -37,7 +37,7 @@ def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
     return _clip(image)
 
 
-def adjust_saturation_hue(image: np.ndarray, saturation: Optional[float], hue: Optional[float]) -> np.ndarray:
+def adjust_saturation_hue(image: np.ndarray, saturation: float | None, hue: float | None) -> np.ndarray:
     """Scales HSV saturation by `saturation` (clipped to [0, 1]) and rotates hue by `hue` degrees (wrapped).
 
     Either may be None (skipped). Returns a new float32 BGR image in [0, 255].
@@ -76,7 +76,7 @@ class PhotometricDistort:
         self.contrast_first_prob = contrast_first_prob
         self.lighting, self.lighting_prob, self.lighting_std = lighting, lighting_prob, lighting_std
 
-    def __call__(self, image: np.ndarray, target: Target, rng: Optional[np.random.Generator] = None) -> Sample:
+    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None) -> Sample:
         """`image` `(H, W, 3)` BGR uint8 or float32 in [0, 255] -> float32 copy; `target` passes through."""
         rng = _rng(rng)
         image = image.astype(np.float32)  # always a copy; accepts uint8 input

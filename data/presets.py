@@ -1,7 +1,6 @@
 """Named transform presets: `ssd` (training, AP-Loss style), `flip`, `none`, and `eval`."""
 from __future__ import annotations
 
-from typing import Tuple
 
 from .config import DataConfig
 from .photometric import PhotometricDistort
@@ -13,7 +12,7 @@ BGR_MEAN_MMDET = (103.53, 116.28, 123.675)  # mmdet / torchvision ImageNet stati
 BGR_STD_MMDET = (57.375, 57.12, 58.395)
 
 
-def normalization(mode: str) -> Tuple[Tuple[float, ...], Tuple[float, ...], bool]:
+def normalization(mode: str) -> tuple[tuple[float, ...], tuple[float, ...], bool]:
     """Returns (mean BGR, std BGR, to_rgb) for `DataConfig.normalize`.
 
     'bgr_mean': output channels B, G, R minus the ablation-code mean, std 1.
@@ -57,7 +56,5 @@ def build_train_transforms(cfg: DataConfig) -> Compose:
 
 def build_eval_transforms(cfg: DataConfig) -> Compose:
     """Evaluation preset: short side `eval_short_side`, long side <= `eval_max_size`, normalise."""
-    if cfg.eval_preset != "eval":
-        raise ValueError(f"data config: eval_preset: unknown preset {cfg.eval_preset!r}")
     mean, std, to_rgb = normalization(cfg.normalize)
     return Compose([ResizeShortSide(cfg.eval_short_side, cfg.eval_max_size), Normalize(mean, std, to_rgb)])

@@ -8,21 +8,21 @@ draw comes from it, so a seeded generator reproduces the output exactly. Pixel c
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-Target = Dict[str, Any]
-Sample = Tuple[np.ndarray, Target]
+Target = dict[str, Any]
+Sample = tuple[np.ndarray, Target]
 
 CV2_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST,
                      "cubic": cv2.INTER_CUBIC, "lanczos4": cv2.INTER_LANCZOS4}
 
 
-def _rng(rng: Optional[np.random.Generator]) -> np.random.Generator:
+def _rng(rng: np.random.Generator | None) -> np.random.Generator:
     return rng if rng is not None else np.random.default_rng()
 
 
@@ -32,7 +32,7 @@ class Compose:
     def __init__(self, transforms: Sequence[Any]) -> None:
         self.transforms = list(transforms)
 
-    def __call__(self, image: np.ndarray, target: Target, rng: Optional[np.random.Generator] = None) -> Sample:
+    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None) -> Sample:
         rng = _rng(rng)
         for t in self.transforms:
             image, target = t(image, target, rng)
@@ -51,7 +51,7 @@ class Expand:
     def __init__(self, prob: float, ratio_range: Sequence[float], fill: Sequence[float]) -> None:
         self.prob, self.ratio_range, self.fill = prob, tuple(ratio_range), tuple(float(v) for v in fill)
 
-    def __call__(self, image: np.ndarray, target: Target, rng: Optional[np.random.Generator] = None) -> Sample:
+    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None) -> Sample:
         rng = _rng(rng)
         if rng.random() >= self.prob:
             return image, target
@@ -78,13 +78,13 @@ class MinIoURandomCrop:
     "min and max" test could never be true) and modes are indexed, not `np.random.choice`-n over ragged tuples.
     """
 
-    def __init__(self, modes: Sequence[Optional[float]], require: str = "any", trials: int = 50,
+    def __init__(self, modes: Sequence[float | None], require: str = "any", trials: int = 50,
                  scale: Sequence[float] = (0.3, 1.0), aspect: Sequence[float] = (0.5, 2.0),
                  max_rounds: int = 50) -> None:
         self.modes, self.require, self.trials = list(modes), require, trials
         self.scale, self.aspect, self.max_rounds = tuple(scale), tuple(aspect), max_rounds
 
-    def __call__(self, image: np.ndarray, target: Target, rng: Optional[np.random.Generator] = None) -> Sample:
+    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None) -> Sample:
         rng = _rng(rng)
         boxes = target["boxes"]
         if len(boxes) == 0:
@@ -101,7 +101,7 @@ class MinIoURandomCrop:
         return image, target
 
     def _sample(self, h: int, w: int, boxes_t: torch.Tensor, centres: np.ndarray, min_iou: float,
-                rng: np.random.Generator) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
         """Draws `trials` candidates at once; returns (rect (4,) int xyxy, keep mask (N,)) of the first valid."""
         n = self.trials
         cw = rng.uniform(self.scale[0] * w, self.scale[1] * w, n)
@@ -144,7 +144,7 @@ class HorizontalFlip:
     def __init__(self, prob: float = 0.5) -> None:
         self.prob = prob
 
-    def __call__(self, image: np.ndarray, target: Target, rng: Optional[np.random.Generator] = None) -> Sample:
+    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None) -> Sample:
         if _rng(rng).random() >= self.prob:
             return image, target
         w = image.shape[1]
@@ -167,11 +167,11 @@ class Resize:
     `target["scale"] = (sy, sx)` so that, without crop/expand, original = transformed / scale.
     """
 
-    def __init__(self, size: Tuple[int, int], interpolations: Sequence[str] = ("linear",)) -> None:
+    def __init__(self, size: tuple[int, int], interpolations: Sequence[str] = ("linear",)) -> None:
         self.size = (int(size[0]), int(size[1]))
-        self.modes: List[int] = [CV2_INTERPOLATION[name] for name in interpolations]
+        self.modes: list[int] = [CV2_INTERPOLATION[name] for name in interpolations]
 
-    def __call__(self, image: np.ndarray, target: Target, rng: Optional[np.random.Generator] = None) -> Sample:
+    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None) -> Sample:
         mode = self.modes[int(_rng(rng).integers(len(self.modes)))] if len(self.modes) > 1 else self.modes[0]
         h, w = image.shape[:2]
         sy, sx = self.size[0] / h, self.size[1] / w
@@ -192,7 +192,7 @@ class ResizeShortSide:
     def __init__(self, short: int, max_size: int) -> None:
         self.short, self.max_size = short, max_size
 
-    def __call__(self, image: np.ndarray, target: Target, rng: Optional[np.random.Generator] = None) -> Sample:
+    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None) -> Sample:
         h, w = image.shape[:2]
         s = min(self.short / min(h, w), self.max_size / max(h, w))
         new_w, new_h = max(1, int(round(w * s))), max(1, int(round(h * s)))
@@ -213,7 +213,7 @@ class Normalize:
         self.inv_std = [np.float32(1.0 / v) for v in std]
         self.to_rgb = to_rgb
 
-    def __call__(self, image: np.ndarray, target: Target, rng: Optional[np.random.Generator] = None):
+    def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None):
         h, w = image.shape[:2]
         out = np.empty((3, h, w), dtype=np.float32)
         for c in range(3):

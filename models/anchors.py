@@ -4,14 +4,16 @@ Layout (the same as the head outputs): levels in order P3..P7; inside a level, l
 inside a location, ratio-major then scale: index `r * len(scales) + s`. Anchor centres sit at the centre of their
 feature cell, `((x + 0.5) * stride, (y + 0.5) * stride)` pixels.
 """
+from __future__ import annotations
+
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 
-def feature_sizes(image_size: Tuple[int, int], strides: Sequence[int]) -> List[Tuple[int, int]]:
+def feature_sizes(image_size: tuple[int, int], strides: Sequence[int]) -> list[tuple[int, int]]:
     """Feature map (h, w) per stride for an input of `image_size` (h, w).
 
     Every ResNet/FPN down-sampling step is a padded stride-2 layer, so a stride-s map has ceil(size / s) cells.
@@ -36,7 +38,7 @@ class AnchorGenerator:
         self.base_scale = float(base_scale)
         self.scales = tuple(float(s) for s in scales)
         self.ratios = tuple(float(r) for r in ratios)
-        self._cache: Dict[tuple, Tuple[Tensor, Tuple[int, ...]]] = {}
+        self._cache: dict[tuple, tuple[Tensor, tuple[int, ...]]] = {}
 
     @property
     def num_anchors_per_location(self) -> int:
@@ -53,8 +55,8 @@ class AnchorGenerator:
                 rows.append((-w / 2, -h / 2, w / 2, h / 2))
         return torch.tensor(rows, dtype=torch.float64)
 
-    def grid_anchors(self, sizes: Sequence[Tuple[int, int]], device: torch.device,
-                     dtype: torch.dtype = torch.float32) -> Tuple[Tensor, Tuple[int, ...]]:
+    def grid_anchors(self, sizes: Sequence[tuple[int, int]], device: torch.device,
+                     dtype: torch.dtype = torch.float32) -> tuple[Tensor, tuple[int, ...]]:
         """Anchors for given feature sizes.
 
         Args:
@@ -77,12 +79,12 @@ class AnchorGenerator:
             self._cache[key] = (torch.cat(levels).to(device=device, dtype=dtype), counts)
         return self._cache[key]
 
-    def __call__(self, image_size: Tuple[int, int], device: torch.device,
+    def __call__(self, image_size: tuple[int, int], device: torch.device,
                  dtype: torch.dtype = torch.float32) -> Tensor:
         """(HWA, 4) xyxy pixel anchors for a padded input of `image_size` (h, w)."""
         return self.grid_anchors(feature_sizes(image_size, self.strides), device, dtype)[0]
 
-    def level_counts(self, anchors: Tensor) -> List[int]:
+    def level_counts(self, anchors: Tensor) -> list[int]:
         """Number of anchors of each level in an anchor tensor made by this generator.
 
         A tensor from this generator's cache is looked up; any other is recognised from its anchor sides

@@ -4,9 +4,11 @@ Normalisation: 'frozen_bn' (torchvision's FrozenBatchNorm2d: fixed statistics an
 with `freeze_affine=False`), 'bn' (ordinary BatchNorm2d) or 'gn' (GroupNorm, 32 groups, for training from scratch).
 Frozen stages (0 = none, 1 = stem + layer1, ... 4 = everything) get `requires_grad=False` and stay in eval mode.
 """
+from __future__ import annotations
+
 import logging
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 import torch
 import torchvision
@@ -91,7 +93,7 @@ class ResNetBackbone(nn.Module):
     """
 
     def __init__(self, *, name: str = "resnet50", norm: str = "frozen_bn", freeze_affine: bool = True,
-                 frozen_stages: int = 1, pretrained: Optional[str] = None) -> None:
+                 frozen_stages: int = 1, pretrained: str | None = None) -> None:
         super().__init__()
         constructor = getattr(torchvision.models, name, None)
         if constructor is None or not name.startswith(("resnet", "resnext")):
@@ -104,13 +106,13 @@ class ResNetBackbone(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         expansion = type(net.layer1[0]).expansion
-        self.out_channels: List[int] = [128 * expansion, 256 * expansion, 512 * expansion]
+        self.out_channels: list[int] = [128 * expansion, 256 * expansion, 512 * expansion]
         self.frozen_stages = frozen_stages
         for module in self._frozen_modules():
             module.requires_grad_(False)
         self.train()
 
-    def _frozen_modules(self) -> List[nn.Module]:
+    def _frozen_modules(self) -> list[nn.Module]:
         return ([self.stem] + [getattr(self, s) for s in STAGES])[:self.frozen_stages + 1] if self.frozen_stages else []
 
     def train(self, mode: bool = True) -> "ResNetBackbone":
@@ -120,7 +122,7 @@ class ResNetBackbone(nn.Module):
             module.eval()
         return self
 
-    def forward(self, images: Tensor) -> Dict[str, Tensor]:
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
         """(N, 3, H, W) -> {"c3": (N, C3, H/8, W/8), "c4": (.., H/16, ..), "c5": (.., H/32, ..)} (ceil sizes)."""
         c2 = self.layer1(self.stem(images))
         c3 = self.layer2(c2)

@@ -3,7 +3,7 @@ from .anchors import AnchorGenerator
 from .assigners import ATSSAssigner, MaxIoUAssigner
 from .backbone import ResNetBackbone
 from .box_coder import BoxCoder
-from .config import ModelConfig
+from .config import FPN_STRIDES, ModelConfig
 from .fpn import FPN
 from .head import RetinaHead
 from .postprocess import PostProcessor
@@ -31,7 +31,7 @@ def build_detector(model_cfg: ModelConfig, num_classes: int) -> RetinaNet:
                               frozen_stages=b.frozen_stages, pretrained=b.pretrained)
     fpn = FPN(in_channels=backbone.out_channels, channels=f.channels, p6_from=f.p6_from,
               relu_before_p7=f.relu_before_p7)
-    anchors = AnchorGenerator(strides=an.strides, base_scale=an.base_scale, scales=an.scales, ratios=an.ratios)
+    anchors = AnchorGenerator(strides=FPN_STRIDES, base_scale=an.base_scale, scales=an.scales, ratios=an.ratios)
     head = RetinaHead(in_channels=f.channels, num_anchors=anchors.num_anchors_per_location, num_classes=num_classes,
                       channels=h.channels, num_convs=h.num_convs, norm=h.norm, prior_prob=h.prior_prob,
                       box_init_std=h.box_init_std)

@@ -3,9 +3,10 @@
 Only `models.build.build_detector` reads these objects; every class in `models/` takes explicit keyword arguments.
 Field names map one-to-one to YAML keys, e.g. `model.anchors.base_scale` or `model.assigner.name`.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d", "resnext101_64x4d")
 BACKBONE_NORMS = ("frozen_bn", "bn", "gn")
@@ -48,7 +49,7 @@ class BackboneConfig:
     norm: str = "frozen_bn"
     freeze_affine: bool = True
     frozen_stages: int = 1
-    pretrained: Optional[str] = None
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("backbone.name", self.name, BACKBONES)
@@ -90,7 +91,7 @@ class HeadConfig:
 
     channels: int = 256
     num_convs: int = 4
-    norm: Optional[str] = None
+    norm: str | None = None
     prior_prob: float = 0.01
     box_init_std: float = 0.001
 
@@ -108,21 +109,19 @@ class HeadConfig:
 class AnchorConfig:
     """Anchors per FPN level: base size `base_scale * stride`, times each scale, at each ratio (h / w, area kept).
 
-    A = len(scales) * len(ratios) anchors per location (6 by default). ATSS uses ratios [1.0].
+    A = len(scales) * len(ratios) anchors per location (6 by default). ATSS uses ratios [1.0]. The strides are
+    the FPN levels' (`FPN_STRIDES`, P3-P7).
     """
 
     base_scale: float = 4.0
-    scales: List[float] = field(default_factory=lambda: [1.0, 2 ** 0.5])
-    ratios: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    strides: List[int] = field(default_factory=lambda: list(FPN_STRIDES))
+    scales: list[float] = field(default_factory=lambda: [1.0, 2 ** 0.5])
+    ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
 
     def __post_init__(self) -> None:
         _check_range("anchors.base_scale", self.base_scale, 0.0, 1e4, low_open=True)
         for key, values in (("anchors.scales", self.scales), ("anchors.ratios", self.ratios)):
             if not values or any(not v > 0 for v in values):
                 _fail(key, f"{values!r} must be a non-empty list of positive numbers")
-        if [int(s) for s in self.strides] != list(FPN_STRIDES):
-            _fail("anchors.strides", f"{self.strides!r} must be {list(FPN_STRIDES)} (the FPN levels P3-P7)")
 
 
 @dataclass
@@ -157,7 +156,7 @@ class AssignerConfig:
 class BoxCoderConfig:
     """(dx, dy, log dw, log dh) divided by `weights`; decode clamps log-ratios at `clamp`."""
 
-    weights: List[float] = field(default_factory=lambda: [0.1, 0.1, 0.2, 0.2])
+    weights: list[float] = field(default_factory=lambda: [0.1, 0.1, 0.2, 0.2])
     clamp: float = math.log(1000.0 / 16)
 
     def __post_init__(self) -> None:

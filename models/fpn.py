@@ -1,5 +1,7 @@
 """Feature pyramid P3-P7 (RetinaNet): lateral 1x1 + nearest top-down + 3x3 outputs; P6, P7 by stride-2 convs."""
-from typing import Dict, List, Sequence
+from __future__ import annotations
+
+from typing import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,7 +32,7 @@ class FPN(nn.Module):
                 nn.init.kaiming_uniform_(module.weight, a=1)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, feats: Dict[str, Tensor]) -> List[Tensor]:
+    def forward(self, feats: dict[str, Tensor]) -> list[Tensor]:
         """{"c3", "c4", "c5"} -> [P3, P4, P5, P6, P7], each (N, channels, ceil(H/s), ceil(W/s))."""
         c = [feats["c3"], feats["c4"], feats["c5"]]
         inner = self.lateral[-1](c[-1])

@@ -1,13 +1,14 @@
 """RetinaNet head: separate classification and box towers shared over the FPN levels."""
+from __future__ import annotations
+
 import math
-from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
 
 
-def _tower(channels: int, num_convs: int, norm: Optional[str]) -> nn.Sequential:
-    layers: List[nn.Module] = []
+def _tower(channels: int, num_convs: int, norm: str | None) -> nn.Sequential:
+    layers: list[nn.Module] = []
     for _ in range(num_convs):
         layers.append(nn.Conv2d(channels, channels, 3, padding=1))
         if norm == "gn":
@@ -34,7 +35,7 @@ class RetinaHead(nn.Module):
     """
 
     def __init__(self, *, in_channels: int, num_anchors: int, num_classes: int, channels: int = 256,
-                 num_convs: int = 4, norm: Optional[str] = None, prior_prob: float = 0.01,
+                 num_convs: int = 4, norm: str | None = None, prior_prob: float = 0.01,
                  box_init_std: float = 0.001) -> None:
         super().__init__()
         if in_channels != channels and num_convs == 0:
@@ -54,7 +55,7 @@ class RetinaHead(nn.Module):
         nn.init.normal_(self.box_out.weight, std=box_init_std)
         nn.init.constant_(self.cls_out.bias, -math.log((1 - prior_prob) / prior_prob))
 
-    def forward(self, features: List[Tensor]) -> dict:
+    def forward(self, features: list[Tensor]) -> dict:
         """[P3..P7] (N, C, H_l, W_l) -> {"cls_logits": (N, HWA, K), "box_deltas": (N, HWA, 4)}."""
         cls = [_flatten(self.cls_out(self.cls_tower(f)), self.num_classes) for f in features]
         box = [_flatten(self.box_out(self.box_tower(f)), 4) for f in features]

@@ -1,5 +1,7 @@
 """Detections from raw outputs: sigmoid, per-level top-k, decode, clip, per-class NMS, map to original pixels."""
-from typing import Dict, List, Sequence, Tuple
+from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -8,7 +10,7 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 from .box_coder import BoxCoder
 
 
-def _pair(value, key: str) -> Tuple[float, float]:
+def _pair(value, key: str) -> tuple[float, float]:
     """A scalar or a 2-sequence/tensor -> (a, b) floats; scalars are repeated."""
     if isinstance(value, Tensor):
         value = value.tolist()
@@ -19,7 +21,7 @@ def _pair(value, key: str) -> Tuple[float, float]:
     raise ValueError(f"postprocess: target[{key!r}] must be a number or a pair, got {value!r}")
 
 
-def image_geometry(target: Dict) -> Tuple[Tuple[float, float], Tuple[int, int], Tuple[int, int]]:
+def image_geometry(target: dict) -> tuple[tuple[float, float], tuple[int, int], tuple[int, int]]:
     """((sy, sx), un-padded input (h, w), original (h, w)) of one target dict.
 
     `scale` is a float or (sy, sx) with original = transformed / scale; the un-padded input size is `size`
@@ -54,7 +56,7 @@ class PostProcessor:
         self.nms_iou = nms_iou
         self.max_detections = max_detections
 
-    def candidates(self, cls_logits: Tensor, level_counts: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    def candidates(self, cls_logits: Tensor, level_counts: Sequence[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per-level top-k (anchor, class) pairs of every image, batched over images.
 
         Top-k runs on the logits (sigmoid is monotonic), then scores under the threshold are marked invalid: the
@@ -79,7 +81,7 @@ class PostProcessor:
 
     @torch.no_grad()
     def __call__(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_counts: Sequence[int],
-                 targets: Sequence[Dict]) -> List[Dict[str, Tensor]]:
+                 targets: Sequence[dict]) -> list[dict[str, Tensor]]:
         """Detections of a batch.
 
         Args:

@@ -2,7 +2,9 @@
 
 `forward` is the same in train and eval mode; the loss lives in `alrp/` and consumes `loss_targets(...)`.
 """
-from typing import Callable, Dict, List, Sequence, Tuple
+from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +18,7 @@ from .targets import LossTargets, build_loss_targets
 Assigner = Callable[..., Assignment]
 
 
-def _target_tensor(target: Dict, key: str, shape_tail: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _target_tensor(target: dict, key: str, shape_tail: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
     """target[key] as a tensor on `device`; a missing `crowd_boxes` is empty; bad shapes name the image."""
     if key not in target:
         if key == "crowd_boxes":
@@ -49,7 +51,7 @@ class RetinaNet(nn.Module):
         self.postprocessor = postprocessor
         self.num_classes = num_classes
 
-    def forward(self, images: Tensor) -> Dict[str, Tensor]:
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
         """(N, 3, H, W) -> {"cls_logits": (N, HWA, K), "box_deltas": (N, HWA, 4)} raw logits and deltas."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"RetinaNet: expected images (N, 3, H, W), got {tuple(images.shape)}")
@@ -59,7 +61,7 @@ class RetinaNet(nn.Module):
         """(HWA, 4) xyxy pixel anchors of the padded input `images` (N, 3, H, W); cached per size and device."""
         return self.anchor_generator(tuple(images.shape[-2:]), images.device)
 
-    def ground_truth(self, anchors: Tensor, targets: Sequence[Dict]) -> List[Tuple[Tensor, Tensor, Tensor]]:
+    def ground_truth(self, anchors: Tensor, targets: Sequence[dict]) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Per target dict: (boxes (G, 4), labels (G,) int64, crowd_boxes (C, 4)) on the anchors' device.
 
         Labels are range-checked once for the whole batch (one host sync); a bad one names its image.
@@ -76,19 +78,19 @@ class RetinaNet(nn.Module):
                                      f"[0, {self.num_classes - 1}], got {sorted(set(bad.tolist()))[:10]}")
         return gt
 
-    def assign(self, anchors: Tensor, gt: Sequence[Tuple[Tensor, Tensor, Tensor]]) -> List[Assignment]:
+    def assign(self, anchors: Tensor, gt: Sequence[tuple[Tensor, Tensor, Tensor]]) -> list[Assignment]:
         """One `Assignment` per image of `gt` (as returned by `ground_truth`)."""
         counts = self.anchor_generator.level_counts(anchors)
         return [self.assigner(anchors, boxes, labels, crowd, counts) for boxes, labels, crowd in gt]
 
-    def loss_targets(self, outputs: Dict[str, Tensor], anchors: Tensor, targets: Sequence[Dict]) -> LossTargets:
+    def loss_targets(self, outputs: dict[str, Tensor], anchors: Tensor, targets: Sequence[dict]) -> LossTargets:
         """Assigns every image and flattens to (anchor, class) pairs; see `models.targets`."""
         gt = self.ground_truth(anchors, targets)
         return build_loss_targets(outputs["cls_logits"], outputs["box_deltas"], anchors, self.assign(anchors, gt),
                                   [boxes for boxes, _, _ in gt], self.box_coder)
 
-    def postprocess(self, outputs: Dict[str, Tensor], anchors: Tensor,
-                    targets: Sequence[Dict]) -> List[Dict[str, Tensor]]:
+    def postprocess(self, outputs: dict[str, Tensor], anchors: Tensor,
+                    targets: Sequence[dict]) -> list[dict[str, Tensor]]:
         """Per-image dicts boxes (D, 4) in original image pixels, scores (D,), labels (D,); see `models.postprocess`."""
         counts = self.anchor_generator.level_counts(anchors)
         return self.postprocessor(outputs["cls_logits"], outputs["box_deltas"], anchors, counts, targets)

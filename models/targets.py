@@ -4,8 +4,10 @@ Pairs are ordered row-major (image, anchor, class), i.e. exactly `cls_logits.res
 gives target 1 for its class and 0 for the other classes, a background anchor 0 for all, an ignored anchor -1
 for all. Positives' boxes are listed in the order their positive pair appears.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -50,7 +52,7 @@ def pair_targets(labels: Tensor, num_classes: int) -> Tensor:
 
 
 def build_loss_targets(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
-                       assignments: Sequence[Assignment], gt_boxes: List[Tensor], coder: BoxCoder) -> LossTargets:
+                       assignments: Sequence[Assignment], gt_boxes: list[Tensor], coder: BoxCoder) -> LossTargets:
     """Flattens per-image assignments.
 
     Args:

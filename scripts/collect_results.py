@@ -17,7 +17,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -31,9 +31,9 @@ COLUMNS = ("run", "method", "#hp", *PERCENT_KEYS, "rho", "paper AP", "paper oLRP
 class Published:
     """A row the paper published (values in percent, rho as a coefficient); None where not published."""
 
-    ap: Optional[float]
-    olrp: Optional[float]
-    rho: Optional[float]
+    ap: float | None
+    olrp: float | None
+    rho: float | None
     source: str
 
 
@@ -112,12 +112,12 @@ def read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def config_path(run_dir: Path) -> Optional[Path]:
+def config_path(run_dir: Path) -> Path | None:
     """The resolved config file of a run folder (None when there is none)."""
     return next((run_dir / n for n in CONFIG_FILES if (run_dir / n).is_file()), None)
 
 
-def read_config(run_dir: Path) -> Optional[dict[str, Any]]:
+def read_config(run_dir: Path) -> dict[str, Any] | None:
     """The resolved config saved in the run folder, as a plain dict (None when absent)."""
     path = config_path(run_dir)
     if path is None:
@@ -135,11 +135,11 @@ def _percent(value: Any) -> str:
     return f"{100.0 * value:.1f}"
 
 
-def _plain(value: Optional[float], fmt: str) -> str:
+def _plain(value: float | None, fmt: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
 
-def run_name(run_dir: Path, config: Optional[dict[str, Any]]) -> str:
+def run_name(run_dir: Path, config: dict[str, Any] | None) -> str:
     """The run's `name` from its resolved config, else the folder name."""
     return str((config or {}).get("name") or run_dir.name)
 
@@ -178,7 +178,7 @@ def results_table(run_dirs: list[Path]) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def _number(value: Any) -> Optional[float]:
+def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 

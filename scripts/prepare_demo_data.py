@@ -19,7 +19,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import cv2
 import numpy as np
@@ -58,8 +58,8 @@ def fetch_wheel(cache: Path) -> Path:
     return wheels[-1]
 
 
-def tile_source(wheel: zipfile.ZipFile, stem: str, rows: Optional[Tuple[int, Optional[int]]], tile: int,
-                out_dir: Path, coco: Dict[str, Any]) -> None:
+def tile_source(wheel: zipfile.ZipFile, stem: str, rows: tuple[int, int | None] | None, tile: int,
+                out_dir: Path, coco: dict[str, Any]) -> None:
     """Cuts one source image into ~`tile`-px tiles (tile `rows` only), writes them as JPEG and appends
     images/annotations to `coco`."""
     image = decode_image(wheel.read(f"deepforest/data/{stem}.png"), f"{stem}.png")
@@ -88,7 +88,7 @@ def tile_source(wheel: zipfile.ZipFile, stem: str, rows: Optional[Tuple[int, Opt
                         "iscrowd": crowd})
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="datasets/trees")
     parser.add_argument("--cache", default="datasets/.cache", help="where the deepforest wheel is kept")

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -30,3 +31,15 @@ def eval_reference_dir() -> Path:
 def coco_mini_root() -> Path:
     """Root of the real COCO 2017 subset (train2017/, val2017/, annotations/)."""
     return _shared_path("data", "coco-mini")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests (tiny tensors: faster, and far faster on a shared, busy CPU).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")`` or as a test argument.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Sequence
 
 import yaml
 
@@ -39,7 +39,7 @@ class TrainConfig:
     lr is for ``ref_batch_size`` images per iteration; the trainer scales it by ``batch_size / ref_batch_size``.
     ``lr_steps`` are epochs; ``warmup_mode`` 'ablation': lr * (1/3 + 2/3 * t / warmup_iters), 'linear': from
     ``warmup_factor * lr`` to lr. ``eval_interval`` epochs between evaluations (0 = never); ``max_iters`` stops a
-    smoke run after that many iterations; ``sb_period``: when the self-balance weight is updated.
+    smoke run after that many iterations. The self-balance weight is updated at every epoch end.
     """
 
     epochs: int = 100
@@ -55,14 +55,13 @@ class TrainConfig:
     warmup_iters: int = 500
     warmup_mode: str = "ablation"
     warmup_factor: float = 0.001
-    grad_clip: Optional[float] = None
+    grad_clip: float | None = None
     amp: bool = False
     log_interval: int = 20
     checkpoint_interval_iters: int = 0
     keep_checkpoints: int = 3
     eval_interval: int = 1
-    max_iters: Optional[int] = None
-    sb_period: str = "epoch"
+    max_iters: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
@@ -87,7 +86,6 @@ class TrainConfig:
         _check(self.keep_checkpoints >= 1, "keep_checkpoints", f"{self.keep_checkpoints} must be >= 1")
         _check(self.eval_interval >= 0, "eval_interval", f"{self.eval_interval} must be >= 0 (0 = never)")
         _check(self.max_iters is None or self.max_iters >= 1, "max_iters", f"{self.max_iters} must be >= 1 or null")
-        _check(self.sb_period == "epoch", "sb_period", f"{self.sb_period!r} is not one of ['epoch']")
 
 
 @dataclass
@@ -134,7 +132,7 @@ class Config:
         return Path(self.output_dir) / self.name
 
 
-def load_config(path: Union[str, Path], overrides: Sequence[str] = (), schema: type = Config) -> Any:
+def load_config(path: str | Path, overrides: Sequence[str] = (), schema: type = Config) -> Any:
     """Load a YAML experiment (with its ``_base_`` chain) and ``--set``-style overrides into ``schema``.
 
     Args:
@@ -177,7 +175,7 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
-def save_resolved_config(cfg: Any, run_dir: Union[str, Path]) -> dict:
+def save_resolved_config(cfg: Any, run_dir: str | Path) -> dict:
     """Write ``run_dir/config.yaml`` (the resolved config) and ``run_dir/environment.json``; returns the latter."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

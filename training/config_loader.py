@@ -13,7 +13,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -142,7 +142,7 @@ def _convert(tp: Any, value: Any, key: str, ctx: _Ctx) -> Any:
         if not isinstance(value, dict):
             raise ctx.error(key, f"expected a section (mapping) for {tp.__name__}, got {value!r}")
         return _build(tp, value, key, ctx)
-    if origin is Union or origin is types.UnionType:
+    if origin is typing.Union or origin is types.UnionType:
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
@@ -220,7 +220,7 @@ def _build(cls: type, data: dict, prefix: str, ctx: _Ctx) -> Any:
         raise ctx.section_error(prefix, str(err)) from None
 
 
-def load_config(path: Union[str, Path], overrides: Sequence[str], schema: type) -> Any:
+def load_config(path: str | Path, overrides: Sequence[str], schema: type) -> Any:
     """YAML ``path`` + its ``_base_`` chain + ``overrides`` -> an instance of the dataclass ``schema``.
 
     The documented entry point is `training.config.load_config` (``schema`` defaults to ``Config`` there). A schema

@@ -10,7 +10,7 @@ import copy
 import io
 import json
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -19,7 +19,7 @@ from pycocotools.cocoeval import COCOeval
 from data.annotations import is_finite_number, read_json, validate
 from data.errors import DatasetError
 
-Results = Union[Sequence[dict], str, Path]
+Results = Sequence[dict] | str | Path
 
 # (key, IoU-threshold index or None for the mean over 0.50:0.95, area index, maxDets index), as COCOeval.summarize.
 AP_KEYS = (("AP", None, 0, 2), ("AP50", 0, 0, 2), ("AP75", 5, 0, 2), ("AP90", 8, 0, 2),
@@ -37,7 +37,7 @@ def _quiet():
         yield
 
 
-def load_gt(path: Union[str, Path]) -> COCO:
+def load_gt(path: str | Path) -> COCO:
     """Load and validate a COCO ground-truth annotation file.
 
     Images need only an ``id``; annotations need ``id``, ``image_id``, ``category_id`` and ``bbox`` (missing
@@ -75,7 +75,7 @@ def complete_gt(coco_gt: COCO) -> COCO:
     return coco_gt
 
 
-def read_results(results: Results, source: Optional[str] = None) -> tuple[list, str]:
+def read_results(results: Results, source: str | None = None) -> tuple[list, str]:
     """(detections list, source name for messages) from a list or a JSON file path.
 
     ``source`` names a list in error messages (e.g. the file it was read from); default "results".
@@ -112,7 +112,7 @@ def _check_detection(det: Any, i: int, source: str, img_ids: set, cat_ids: set) 
         raise EvaluationInputError(f"{where}: score is not finite ({det['score']!r})")
 
 
-def load_results(coco_gt: COCO, results: Results, source: Optional[str] = None) -> COCO:
+def load_results(coco_gt: COCO, results: Results, source: str | None = None) -> COCO:
     """Validate detections and index them as a pycocotools results COCO (empty lists allowed).
 
     Args:

@@ -5,7 +5,7 @@ It measures how well the classification and localisation branches agree (aLRP Lo
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from typing import Iterable
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.dot(rx, ry) / denom) if denom > 0 else math.nan
 
 
-def mean_rho(per_class: Iterable[Optional[float]]) -> float:
+def mean_rho(per_class: Iterable[float | None]) -> float:
     """Average of per-class rho, skipping None/NaN (classes with < 2 TPs or constant scores/IoUs); NaN if none."""
     vals = [v for v in per_class if v is not None and not math.isnan(v)]
     return float(np.mean(vals)) if vals else math.nan

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -33,7 +33,7 @@ class Evaluation:
     cat_names: dict[int, str]
 
 
-def run_evaluation(coco_gt: COCO, results: Results, source: Optional[str] = None) -> Evaluation:
+def run_evaluation(coco_gt: COCO, results: Results, source: str | None = None) -> Evaluation:
     """Evaluate COCO-format detections against ``coco_gt`` (see ``evaluate_detections``).
 
     ``source`` names a results list in error messages (e.g. the file it was read from).
@@ -45,7 +45,7 @@ def run_evaluation(coco_gt: COCO, results: Results, source: Optional[str] = None
     metrics.update(lrp)
     aps = class_ap(evaluator)
     matches: dict[int, ClassMatches] = {}
-    per_class: dict[int, Optional[dict[str, Any]]] = {}
+    per_class: dict[int, dict[str, Any] | None] = {}
     rhos = []
     for cat_id, m in all_matches.items():
         if m is None:  # no ground truth

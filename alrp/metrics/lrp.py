@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from pycocotools.cocoeval import COCOeval
@@ -71,7 +70,7 @@ def _matched_ious(evaluator: COCOeval, e: dict, matches: np.ndarray) -> np.ndarr
 
 
 def class_matches(evaluator: COCOeval, cat_index: int, area_index: int = 0,
-                  iou_thr: float = 0.5) -> Optional[ClassMatches]:
+                  iou_thr: float = 0.5) -> ClassMatches | None:
     """Collect one class's matched detections from ``evaluator.evalImgs`` (after ``evaluate()``).
 
     Args:
@@ -136,14 +135,14 @@ def _nanmean(values: list[float]) -> float:
 
 
 def matches_by_class(evaluator: COCOeval, area_index: int = 0,
-                     iou_thr: float = 0.5) -> dict[int, Optional[ClassMatches]]:
+                     iou_thr: float = 0.5) -> dict[int, ClassMatches | None]:
     """{category id: :func:`class_matches` (None without ground truth)} for every class of ``params.catIds``."""
     return {int(cat_id): class_matches(evaluator, k, area_index, iou_thr)
             for k, cat_id in enumerate(evaluator.params.catIds)}
 
 
-def olrp_summary(evaluator: COCOeval, tau: float = 0.5, matches: Optional[dict[int, Optional[ClassMatches]]] = None
-                 ) -> tuple[dict[str, float], dict[int, Optional[OptimalLRP]]]:
+def olrp_summary(evaluator: COCOeval, tau: float = 0.5, matches: dict[int, ClassMatches | None] | None = None
+                 ) -> tuple[dict[str, float], dict[int, OptimalLRP | None]]:
     """moLRP over classes (NaN components ignored), its components, and moLRP per area range.
 
     Args:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 _ROWS = (("COCO", ("AP", "AP50", "AP75", "AP90", "APs", "APm", "APl")),
          ("", ("AR1", "AR10", "AR100", "ARs", "ARm", "ARl")),
@@ -17,7 +17,7 @@ def _fmt(value: Any, width: int) -> str:
     return str(value).rjust(width)
 
 
-def format_metrics(metrics: Mapping[str, Any], cat_names: Optional[Mapping[int, str]] = None) -> str:
+def format_metrics(metrics: Mapping[str, Any], cat_names: Mapping[int, str] | None = None) -> str:
     """A fixed-width text table of the summary metrics followed by the per-class oLRP table.
 
     '-' marks undefined values (NaN/None); AP values of -1 mean "no ground truth in that range" (pycocotools).

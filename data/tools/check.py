@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from ..annotations import AnnotationIndex, load_annotations
 from ..errors import BadImageError, DatasetError
@@ -21,13 +20,13 @@ class CheckReport:
     split: str
     num_images: int = 0
     images_without_boxes: int = 0
-    boxes_per_class: Dict[str, int] = field(default_factory=dict)
+    boxes_per_class: dict[str, int] = field(default_factory=dict)
     crowd_boxes: int = 0
     degenerate_boxes: int = 0
-    box_areas: Dict[str, int] = field(default_factory=dict)
-    size_histogram: Dict[str, int] = field(default_factory=dict)
-    unreadable: List[str] = field(default_factory=list)
-    fatal: List[str] = field(default_factory=list)
+    box_areas: dict[str, int] = field(default_factory=dict)
+    size_histogram: dict[str, int] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+    fatal: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         """Human-readable multi-line report."""
@@ -76,7 +75,7 @@ def _summarise(report: CheckReport, index: AnnotationIndex) -> None:
     report.size_histogram = {b: sizes[b] for b in bins_in_order if b in sizes}
 
 
-def check_dataset(root: str | Path, split: str, decode: bool = True, progress: Optional[object] = None) -> CheckReport:
+def check_dataset(root: str | Path, split: str, decode: bool = True, progress: object | None = None) -> CheckReport:
     """Scans `<root>/annotations/instances_<split>.json` and every image of `<root>/<split>/`.
 
     `decode=False` only checks that each file exists and is complete (fast); `decode=True` also decodes

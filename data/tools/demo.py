@@ -1,12 +1,11 @@
 """Tiling of large annotated images into fixed-size tiles (used to build the demo tree-crown dataset)."""
 from __future__ import annotations
 
-from typing import List, Tuple
 
 import numpy as np
 
 
-def tile_spans(length: int, tile: int) -> List[Tuple[int, int]]:
+def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
     """Splits [0, length) into `max(1, round(length / tile))` near-equal, non-overlapping [start, end) spans.
 
     E.g. (1249, 400) -> [(0, 416), (416, 833), (833, 1249)]: tiles stay close to `tile` pixels and no pixel
@@ -17,8 +16,8 @@ def tile_spans(length: int, tile: int) -> List[Tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def tile_boxes(boxes: np.ndarray, origin: Tuple[int, int], size: Tuple[int, int],
-               min_visible: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+def tile_boxes(boxes: np.ndarray, origin: tuple[int, int], size: tuple[int, int],
+               min_visible: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Boxes of one tile.
 
     Args:

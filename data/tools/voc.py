@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Mapping, Sequence
 
 from ..errors import DatasetError
 
@@ -17,7 +17,7 @@ class VocObject:
     """One object: class `name`, `box` continuous xyxy pixels, `difficult` flag."""
 
     name: str
-    box: Tuple[float, float, float, float]
+    box: tuple[float, float, float, float]
     difficult: bool = False
 
 
@@ -28,7 +28,7 @@ class VocAnnotation:
     filename: str
     width: int
     height: int
-    objects: List[VocObject] = field(default_factory=list)
+    objects: list[VocObject] = field(default_factory=list)
     source: str = ""
 
 
@@ -47,7 +47,7 @@ def _number(node: ET.Element, key: str, source: str, where: str) -> float:
         raise DatasetError(f"{source}: {where} <{key}> is not a number: {text!r}") from None
 
 
-def parse_voc_xml(data: Union[str, bytes], source: str = "<xml>", one_based: bool = True) -> VocAnnotation:
+def parse_voc_xml(data: str | bytes, source: str = "<xml>", one_based: bool = True) -> VocAnnotation:
     """Parses one VOC XML document (`data`); `source` names it in errors."""
     try:
         root = ET.fromstring(data)
@@ -74,8 +74,8 @@ def parse_voc_xml(data: Union[str, bytes], source: str = "<xml>", one_based: boo
     return ann
 
 
-def voc_to_coco(annotations: Sequence[VocAnnotation], categories: Optional[Sequence[str]] = None,
-                name_map: Optional[Mapping[str, str]] = None, difficult: str = "crowd") -> Dict[str, Any]:
+def voc_to_coco(annotations: Sequence[VocAnnotation], categories: Sequence[str] | None = None,
+                name_map: Mapping[str, str] | None = None, difficult: str = "crowd") -> dict[str, Any]:
     """Converts parsed VOC files to a COCO dict (image ids 1.., category ids 1..K in `categories` order).
 
     Args:

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 import eval as eval_cli
 import train as train_cli
+from models.config import FPN_STRIDES
 from training.config import load_config
 from alrp.metrics import METRIC_KEYS
 
@@ -21,13 +21,7 @@ CONFIG = REPO / "configs" / "demo" / "trees.yaml"
 DEMO_SH = REPO / "scripts" / "demo.sh"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny images: one intra-op thread is faster on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny images: one intra-op thread is faster
 
 
 def test_demo_config_encodes_the_cpu_notes_settings():
@@ -38,7 +32,7 @@ def test_demo_config_encodes_the_cpu_notes_settings():
     assert (m.backbone.name, m.backbone.norm, m.backbone.frozen_stages, m.backbone.pretrained) == (
         "resnet18", "gn", 0, None)
     assert m.fpn.channels == 64 and m.head.channels == 64 and m.head.norm == "gn"
-    assert m.anchors.base_scale * m.anchors.strides[0] == 24  # smallest anchor 24 px for 10-60 px crowns
+    assert m.anchors.base_scale * FPN_STRIDES[0] == 24  # smallest anchor 24 px for 10-60 px crowns
     assert (loss.name, loss.box_loss, loss.self_balance) == ("alrp", "giou", True)
     assert (t.optimizer, t.lr, t.weight_decay, t.lr_schedule, t.grad_clip) == ("adamw", 1e-3, 0.05, "cosine", 10.0)
     assert t.batch_size == t.ref_batch_size == 4  # lr used as is
@@ -49,6 +43,7 @@ def test_demo_config_encodes_the_cpu_notes_settings():
     assert t.max_iters is None and 1 <= t.keep_checkpoints <= 2
 
 
+@pytest.mark.slow
 def test_demo_config_trains_two_iterations_and_evaluates(tmp_path, capsys):
     from tests.fixtures.synthetic import write_synthetic_coco
 

@@ -170,6 +170,7 @@ def _load_sweep():
     return load_script("scripts/sweep.py")
 
 
+@pytest.mark.slow
 def test_every_distinct_experiment_trains_one_smoke_step():
     """Forward, loss, backward of each distinct (model, loss code path) of the experiments at smoke size.
 

@@ -136,7 +136,6 @@ def test_pretrained_weights_are_loaded_and_mismatches_reported(tmp_path, caplog)
     (lambda: BackboneConfig(norm="syncbn"), "backbone.norm"),
     (lambda: BackboneConfig(frozen_stages=5), "backbone.frozen_stages"),
     (lambda: HeadConfig(norm="gn", channels=48), "head.channels"),
-    (lambda: AnchorConfig(strides=[8, 16, 32]), "anchors.strides"),
     (lambda: AnchorConfig(ratios=[]), "anchors.ratios"),
     (lambda: ModelConfig(assigner={"name": "hungarian"}), "assigner.name"),
     (lambda: ModelConfig(assigner={"pos_iou": 0.3, "neg_iou": 0.4}), "assigner.neg_iou"),

@@ -45,12 +45,10 @@ def test_cli_rejects_bad_size_and_unavailable_device(capsys):
         assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_tiny_run_times_all_three_losses_and_ends_with_the_ratio(capsys):
-    threads = torch.get_num_threads()
-    try:  # one thread: a tiny R-50 step is then ~1 s per loss even on a busy machine
-        assert bench.main(["--size", "128", "--batch", "1", "--iters", "1", "--warmup", "0", "--threads", "1"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+@pytest.mark.slow
+def test_tiny_run_times_all_three_losses_and_ends_with_the_ratio(capsys, one_thread):
+    # one thread (the fixture restores the count the script changes): a tiny R-50 step is ~1 s per loss
+    assert bench.main(["--size", "128", "--batch", "1", "--iters", "1", "--warmup", "0", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     rows = {line.split()[0]: line.split() for line in lines[2:5]}
     assert set(rows) == {"aLRP", "AP", "focal"} and rows["focal"][3] == "1.00x"

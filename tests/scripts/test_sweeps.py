@@ -321,6 +321,7 @@ def test_sweep_rejects_missing_config():
 
 
 # ------------------------------------------------------------------------------------- smoke sweep (real)
+@pytest.mark.slow
 def test_table2_smoke_sweep_end_to_end(tmp_path):
     """The real table-2 sweep with --smoke on a tiny synthetic dataset: four runs are marked finished beforehand
     (skipped), the fifth (aLRP, GIoU, SB) trains its one-iteration epoch and is evaluated; then the results table and

@@ -1,4 +1,6 @@
 """train.py's command-line errors: one clear line and an exit code, never a traceback."""
+import pytest
+
 import train
 
 
@@ -18,6 +20,7 @@ def test_unknown_config_key_names_the_key(capsys):
     assert "train.lrr: unknown key" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_max_iters_stop_inside_an_epoch_records_the_final_evaluation(tmp_path):
     import json
 

@@ -1,7 +1,9 @@
 """Config loading: inheritance, overrides, strict errors naming key and file, round trip."""
+from __future__ import annotations
+
 import json
 from dataclasses import dataclass, field
-from typing import List, Literal, Optional
+from typing import Literal
 
 import pytest
 import yaml
@@ -14,7 +16,7 @@ from training.config import (Config, ConfigError, EvalConfig, TrainConfig, confi
 @dataclass
 class Inner:
     ratio: float = 0.5
-    sizes: List[int] = field(default_factory=lambda: [1, 2])
+    sizes: list[int] = field(default_factory=lambda: [1, 2])
     pair: tuple[float, float] = (0.1, 0.2)
     mode: Literal["a", "b"] = "a"
 
@@ -28,7 +30,7 @@ class Section:
     root: str  # required
     flag: bool = False
     count: int = 3
-    clip: Optional[float] = None
+    clip: float | None = None
     inner: Inner = field(default_factory=Inner)
 
 

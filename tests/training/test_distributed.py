@@ -14,6 +14,8 @@ from training.loop import train_one_epoch
 from training.optim import build_optimizer, build_scheduler
 from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
 
+pytestmark = pytest.mark.slow  # spawns a second process
+
 TOTAL_BATCH, EPOCHS = 4, 2
 
 
@@ -69,15 +71,6 @@ def _child(rank: int, world_size: int, port: int) -> None:
     os.environ.update(_env(rank, world_size, port))
     torch.set_num_threads(1)
     _rank(rank, world_size)
-
-
-@pytest.fixture
-def one_thread():
-    """One intra-op thread, as in the child (many threads on a busy 2-core machine are very slow)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _free_port() -> int:

@@ -10,7 +10,7 @@ from training.inference import detections_to_coco, evaluate
 from training.loop import NonFiniteLossError, train_one_epoch
 from training.logging import JsonlWriter, TensorBoardWriter
 from training.optim import build_optimizer, build_scheduler
-from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate, one_thread  # noqa: F401
+from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

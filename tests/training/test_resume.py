@@ -9,9 +9,9 @@ from training import checkpoint as ck
 from training.config import Config, EvalConfig, TrainConfig
 from training.loop import NonFiniteLossError
 from training.trainer import Parts, Trainer
-from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate, one_thread  # noqa: F401
+from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def _parts_builder(crash_at_call=None, nan_at_call=None):
