@@ -13,14 +13,13 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from training.config import ConfigError, load_config
-from alrp.metrics import EvaluationInputError, format_metrics, load_gt, metrics_to_json, run_evaluation
+from alrp.metrics import EvaluationInputError, format_metrics, load_gt, metrics_to_json, compute_evaluation
 from alrp.metrics.coco import read_results
-from alrp.metrics.evaluate import Evaluation
+from alrp.metrics.evaluation import Evaluation
 
 LOG = logging.getLogger("eval")
 
@@ -60,10 +59,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _evaluate_files(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Callable[[int], Path] | None]:
+def _evaluation_of_files(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Callable[[int], Path] | None]:
     coco_gt = load_gt(args.gt)
     results, source = read_results(args.detections)
-    ev = run_evaluation(coco_gt, results, source)
+    ev = compute_evaluation(coco_gt, results, source)
     image_path = None
     if args.images:
         if not args.images.is_dir():
@@ -72,10 +71,9 @@ def _evaluate_files(args: argparse.Namespace) -> tuple[Evaluation, list[dict], C
     return ev, results, image_path
 
 
-def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Callable[[int], Path] | None]:
-    import data
-    import models
+def _evaluation_of_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Callable[[int], Path] | None]:
     from training import inference
+    from training.build import build_model, build_split
     from training.checkpoint import CheckpointError, load_checkpoint
     from training.distributed import DeviceUnavailableError, resolve_device
     from data.errors import DatasetError, error_message
@@ -86,21 +84,17 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dic
     split = args.split or cfg.eval.split
     try:
         device = resolve_device(cfg.device)
-        dataset = data.build_dataset(cfg.data, cfg.data.split_folder(split), train=False)
-        loader = data.build_loader(dataset, cfg.data, train=False, batch_size=cfg.eval.batch_size)
+        dataset, loader = build_split(cfg, split, train=False, batch_size=cfg.eval.batch_size)
         state = load_checkpoint(args.checkpoint, map_location="cpu")
     except (DatasetError, CheckpointError, DeviceUnavailableError) as err:
         raise UsageError(str(err)) from None
-    # The checkpoint holds every weight: skip `backbone.pretrained` (it may not exist on the evaluating machine).
-    no_pretrained = replace(cfg.model, backbone=replace(cfg.model.backbone, pretrained=None))
-    model = models.build_detector(no_pretrained, dataset.num_classes)
+    model = build_model(cfg, dataset.num_classes, device, pretrained=False)  # the checkpoint holds every weight
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:  # shapes/keys differ: the checkpoint is from another model config
         raise UsageError(f"{args.checkpoint}: does not fit the model of {args.config}: {err}") from None
-    model.to(device)
     try:
-        results = inference.evaluate(model, loader, device)
+        results = inference.predict_coco_results(model, loader, device)
     except DatasetError as err:  # an unreadable image (data.on_bad_image: error)
         raise UsageError(error_message(err)) from None
     out = cfg.run_dir / "eval" / f"{args.checkpoint.stem}_{split}_results.json"
@@ -110,7 +104,7 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dic
     if args.plots is None and cfg.eval.plots:
         args.plots = cfg.run_dir / "eval" / f"plots_{split}"
     image_path = lambda image_id: Path(dataset.img_dir) / dataset.coco.imgs[image_id]["file_name"]  # noqa: E731
-    return run_evaluation(dataset.coco, results), results, image_path
+    return compute_evaluation(dataset.coco, results), results, image_path
 
 
 def _write_outputs(args: argparse.Namespace, ev: Evaluation, results: list[dict],
@@ -138,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     try:
-        ev, results, image_path = (_evaluate_files if args.gt else _evaluate_checkpoint)(args)
+        ev, results, image_path = (_evaluation_of_files if args.gt else _evaluation_of_checkpoint)(args)
         _write_outputs(args, ev, results, image_path)
     except (FileNotFoundError, EvaluationInputError, ConfigError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)

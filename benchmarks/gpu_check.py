@@ -2,7 +2,7 @@
 """The prepared GPU check: real training steps of the R-50 500 config with and without AMP, and the
 CUDA aLRP Loss against the CPU one on the same tensors.
 
-Runs `training.loop.train_one_epoch` (the training code path: autocast, float32 ranking loss, GradScaler,
+Runs `training.loop.TrainStep` (the training code path: autocast, float32 ranking loss, GradScaler,
 self-balance accumulation) on a fixed synthetic batch kept in memory (random images and boxes, K = 80), so no
 dataset is needed. Prints iterations per second and peak GPU memory for fp32 and AMP, then the largest
 differences between the CUDA and CPU aLRP results (L_cls, L_loc, ranks, error-driven gradient).
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from alrp import alrp_loss  # noqa: E402
 from training.config import load_config  # noqa: E402
 from alrp.losses.criterion import build_criterion  # noqa: E402
-from training.loop import train_one_epoch  # noqa: E402
+from training.loop import TrainStep  # noqa: E402
 from alrp.losses.box import loc_error  # noqa: E402
 from training.optim import build_optimizer, build_scheduler  # noqa: E402
 from bench_train_step import _sync, synthetic_batch  # noqa: E402
@@ -45,14 +45,15 @@ def train_speed(cfg, images, targets, iters: int, amp: bool, device: torch.devic
     scheduler = build_scheduler(optimizer, schedule="step", iters_per_epoch=iters, total_iters=2 * iters,
                                 warmup_iters=cfg.train.warmup_iters, warmup_mode=cfg.train.warmup_mode)
     scaler = torch.amp.GradScaler(device.type) if amp else None
-    common = dict(scaler=scaler, amp=amp, log_interval=0, show_progress=False)
-    train_one_epoch(model, criterion, [(images, targets)] * 5, optimizer, scheduler, device, 0, **common)
+    step = TrainStep(model, criterion, optimizer, scheduler, device, scaler=scaler, amp=amp)
+    for i in range(5):
+        step(images, targets, i)
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     tic = time.perf_counter()
-    out = train_one_epoch(model, criterion, [(images, targets)] * iters, optimizer, scheduler, device, 1,
-                          start_iteration=5, **common)
+    for i in range(5, 5 + iters):
+        out = step(images, targets, i)
     _sync(device)
     seconds = time.perf_counter() - tic
     return {"it_s": iters / seconds, "img_s": iters * images.shape[0] / seconds,

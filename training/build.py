@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import numpy as np
@@ -37,23 +37,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def build_split(cfg: Config, split: str, *, train: bool, batch_size: int,
+                distributed: bool = False) -> tuple[Any, Iterable]:
+    """Dataset and loader of ``split`` ('train' or 'val'; training augmentation when ``train``)."""
+    import data
+
+    dataset = data.build_dataset(cfg.data, cfg.data.split_folder(split), train=train)
+    loader = data.build_loader(dataset, cfg.data, train=train, batch_size=batch_size, distributed=distributed,
+                               seed=cfg.seed)
+    return dataset, loader
+
+
+def build_model(cfg: Config, num_classes: int, device: torch.device, *, pretrained: bool = True) -> nn.Module:
+    """The detector on ``device``; ``pretrained=False`` skips ``model.backbone.pretrained`` (weights that a
+    checkpoint replaces anyway, and that may not exist on an evaluating machine)."""
+    import models
+
+    model_cfg = cfg.model
+    if not pretrained:
+        model_cfg = replace(model_cfg, backbone=replace(model_cfg.backbone, pretrained=None))
+    return models.build_detector(model_cfg, num_classes).to(device)
+
+
 def build_parts(cfg: Config, device: torch.device, info: dist_utils.DistInfo) -> Parts:
     """Datasets, loaders (this process's share of ``train.batch_size``), detector and criterion."""
-    import data
-    import models
     from alrp.losses.criterion import build_criterion
 
-    train_set = data.build_dataset(cfg.data, cfg.data.split_folder("train"), train=True)
+    train_set, train_loader = build_split(cfg, "train", train=True, batch_size=cfg.train.batch_size // info.world_size,
+                                          distributed=info.distributed)
     log.info("training split %s: %s", cfg.data.split_folder("train"),  # dropped boxes and skipped images are never silent
              ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in train_set.summary().items()))
-    per_process = cfg.train.batch_size // info.world_size
-    train_loader = data.build_loader(train_set, cfg.data, train=True, batch_size=per_process,
-                                     distributed=info.distributed, seed=cfg.seed)
     val_set = val_loader = None
     if cfg.train.eval_interval > 0:
-        val_set = data.build_dataset(cfg.data, cfg.data.split_folder(cfg.eval.split), train=False)
-        val_loader = data.build_loader(val_set, cfg.data, train=False, batch_size=cfg.eval.batch_size,
-                                       distributed=info.distributed, seed=cfg.seed)
-    model = models.build_detector(cfg.model, train_set.num_classes).to(device)
-    return Parts(model=model, criterion=build_criterion(cfg.loss), train_loader=train_loader,
-                 val_loader=val_loader, val_dataset=val_set)
+        val_set, val_loader = build_split(cfg, cfg.eval.split, train=False, batch_size=cfg.eval.batch_size,
+                                          distributed=info.distributed)
+    return Parts(model=build_model(cfg, train_set.num_classes, device), criterion=build_criterion(cfg.loss),
+                 train_loader=train_loader, val_loader=val_loader, val_dataset=val_set)

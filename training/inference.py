@@ -30,9 +30,9 @@ def detections_to_coco(detections: dict[str, torch.Tensor], image_id: int,
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: Iterable[tuple[torch.Tensor, list[dict[str, Any]]]], device: torch.device,
-             *, label_to_cat_id: Callable[[int], int] | None = None, amp: bool = False,
-             show_progress: bool = True, desc: str = "eval") -> list[dict[str, Any]]:
+def predict_coco_results(model: nn.Module, loader: Iterable[tuple[torch.Tensor, list[dict[str, Any]]]],
+                         device: torch.device, *, label_to_cat_id: Callable[[int], int] | None = None,
+                         amp: bool = False, show_progress: bool = True, desc: str = "eval") -> list[dict[str, Any]]:
     """Runs the detector over ``loader`` and returns COCO-format results, sorted by image id.
 
     Under DDP every process evaluates its shard; the per-image results are gathered (duplicates from sampler
@@ -46,7 +46,7 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[torch.Tensor, list[dict[st
         dataset = getattr(loader, "dataset", None)
         label_to_cat_id = getattr(dataset, "label_to_cat_id", None)
         if label_to_cat_id is None:
-            raise ValueError("evaluate: pass label_to_cat_id, or use a loader whose dataset has label_to_cat_id")
+            raise ValueError("predict_coco_results: pass label_to_cat_id, or use a loader whose dataset has label_to_cat_id")
     net = dist_utils.model_without_ddp(model)
     was_training = net.training
     net.eval()
@@ -73,6 +73,6 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[torch.Tensor, list[dict[st
 
 def coco_metrics(dataset: Any, results: list[dict]) -> dict[str, Any]:
     """COCO AP and oLRP of ``results`` against ``dataset.coco``."""
-    from alrp.metrics import evaluate_detections
+    from alrp.metrics import detection_metrics
 
-    return evaluate_detections(dataset.coco, results)
+    return detection_metrics(dataset.coco, results)

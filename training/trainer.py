@@ -21,9 +21,9 @@ from training import checkpoint as ck
 from training import distributed as dist_utils
 from training.config import Config, config_to_dict, environment_info, save_resolved_config
 from training.build import Parts, SetupError, build_parts, seed_everything
-from training.inference import coco_metrics, evaluate
-from training.loop import NonFiniteLossError, train_one_epoch
-from training.logging import JsonlWriter, TensorBoardWriter, get_logger, setup_logging
+from training.inference import coco_metrics, predict_coco_results
+from training.loop import IterationLog, NonFiniteLossError, TrainStep
+from training.logging import JsonlWriter, TensorBoardWriter, get_logger, progress, setup_logging
 from training.optim import build_optimizer, build_scheduler, scaled_lr
 
 log = get_logger("trainer")
@@ -85,6 +85,8 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self._build_optimization()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.step = TrainStep(self.model, self.criterion, self.optimizer, self.scheduler, self.device,
+                              scaler=self.scaler, amp=self.amp, grad_clip=tc.grad_clip)
         self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl" if self.rank0 else None)
         self.tb = TensorBoardWriter(self.run_dir / "tensorboard" if self.rank0 else None)
         self.env = environment_info()
@@ -128,12 +130,11 @@ class Trainer:
         self._load(latest)
 
     def _state(self) -> dict[str, Any]:
-        sb = getattr(self.criterion, "self_balance", None)
         return {
             "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "self_balance": dist_utils.all_gather_object(sb.state_dict() if sb is not None else None),
+            "criterion": dist_utils.all_gather_object(self.criterion.state_dict()),
             "rng": dist_utils.all_gather_object(ck.capture_rng_state()),
             "epoch_rng": dist_utils.all_gather_object(self.epoch_rng),
             "epoch": self.epoch, "iteration": self.iteration, "epoch_step": self.epoch_step,
@@ -160,9 +161,8 @@ class Trainer:
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
         rank = self.info.rank if state.get("world_size") == self.info.world_size else 0
-        sb = getattr(self.criterion, "self_balance", None)
-        if sb is not None and state.get("self_balance") and state["self_balance"][rank] is not None:
-            sb.load_state_dict(state["self_balance"][rank])
+        if state.get("criterion"):
+            self.criterion.load_state_dict(state["criterion"][rank])
         self.epoch, self.iteration, self.epoch_step = state["epoch"], state["iteration"], state["epoch_step"]
         self.best_ap, self.best_epoch = state["best_ap"], state["best_epoch"]
         self.epoch_rng = state["epoch_rng"][rank]
@@ -172,12 +172,13 @@ class Trainer:
         log.info("resumed from %s (epoch %d, iteration %d%s)", path, self.epoch, self.iteration,
                  f", step {self.epoch_step} of the epoch" if self.epoch_step else "")
 
-    def _on_iteration(self, iteration: int, values: dict[str, float]) -> None:
-        self.iteration = iteration
-        self.epoch_step += 1
+    def _checkpoint_due(self) -> bool:
+        """A mid-epoch checkpoint every ``train.checkpoint_interval_iters`` steps (the epoch end saves anyway)."""
         n = self.cfg.train.checkpoint_interval_iters
-        if n and iteration % n == 0 and self.epoch_step < self.iters_per_epoch:
-            self._save()
+        return bool(n) and self.iteration % n == 0 and self.epoch_step < self.iters_per_epoch
+
+    def _max_iters_reached(self) -> bool:
+        return self.cfg.train.max_iters is not None and self.iteration >= self.cfg.train.max_iters
 
     # ------------------------------------------------------------------------------------------- loop
     def _batches(self) -> Iterator:
@@ -189,9 +190,10 @@ class Trainer:
         _set_epoch(self.train_loader, self.epoch)
         return iter(self.train_loader)
 
-    def _evaluate(self) -> dict[str, Any]:
-        results = evaluate(self.model, self.val_loader, self.device, amp=self.amp, show_progress=self.show_progress,
-                           desc=f"eval epoch {self.epoch}")
+    def _validation_metrics(self) -> dict[str, float]:
+        """COCO AP / oLRP of the current weights on the validation split (every rank gets them); logs them."""
+        results = predict_coco_results(self.model, self.val_loader, self.device, amp=self.amp,
+                                       show_progress=self.show_progress, desc=f"eval after epoch {self.epoch}")
         metrics = self.metrics_fn(self.val_dataset, results) if self.rank0 else None
         metrics = dist_utils.broadcast_object(metrics)
         scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -242,7 +244,7 @@ class Trainer:
             while self.epoch < tc.epochs and (tc.max_iters is None or self.iteration < tc.max_iters):
                 self._run_epoch()
             if self._eval_due(final=True):  # e.g. a max_iters stop inside an epoch
-                scalars = self._evaluate()
+                scalars = self._validation_metrics()
                 if self._record_best(scalars):
                     self._copy_best(self.last_checkpoint)
                 self.jsonl.write({"type": "eval", "epoch": self.epoch, "iteration": self.iteration, **scalars})
@@ -253,37 +255,51 @@ class Trainer:
                 "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
 
     def _run_epoch(self) -> None:
+        """Trains one epoch (or its remainder after a resume), then: SB update -> evaluation -> checkpoint -> logs."""
         tc, tic = self.cfg.train, time.perf_counter()
-        batches = self._batches()
+        stats = self.train_one_epoch()
+        bad_images = self._report_bad_images()
+        if self.epoch_step < self.iters_per_epoch:  # stopped by max_iters inside the epoch
+            self._save()
+            return
+        loc_weight_next = self.criterion.end_epoch(distributed=self.info.distributed)
+        self.epoch, self.epoch_step = self.epoch + 1, 0
+        scalars = self._validation_metrics() if self._eval_due() else {}
+        improved = self._record_best(scalars)  # before the save: the checkpoint holds the new best
+        path = self._save()
+        if improved:
+            self._copy_best(path)
+        self.jsonl.write({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration,
+                          "seconds": time.perf_counter() - tic, "loc_weight_next": loc_weight_next,
+                          **bad_images, **{f"train_{k}": v for k, v in stats.items()}, **scalars})
+        log.info("epoch %d/%d done in %.0f s: loss %.4f (cls %.4f, loc %.4f)", self.epoch, tc.epochs,
+                 time.perf_counter() - tic, stats.get("total", math.nan), stats.get("cls", math.nan),
+                 stats.get("loc", math.nan))
+
+    def train_one_epoch(self) -> dict[str, float]:
+        """The epoch loop: steps until the loader ends or ``train.max_iters``; mid-epoch checkpoints when due.
+
+        Returns ``seconds`` and the epoch means of the logged values. Epochs are counted from 1 in every log.
+        """
+        epoch = self.epoch + 1
+        self.model.train()
+        iter_log = IterationLog(epoch, self.cfg.train.log_interval, self.jsonl, self.tb)
+        bar = progress(self._batches(), total=self.iters_per_epoch - self.epoch_step,
+                       desc=f"epoch {epoch}/{self.cfg.train.epochs}", enabled=self.show_progress and self.rank0)
         try:
-            stats = train_one_epoch(
-                self.model, self.criterion, batches, self.optimizer, self.scheduler, self.device, self.epoch,
-                start_iteration=self.iteration, num_batches=self.iters_per_epoch - self.epoch_step,
-                scaler=self.scaler, amp=self.amp, grad_clip=tc.grad_clip, log_interval=tc.log_interval,
-                max_iters=tc.max_iters, jsonl=self.jsonl, tensorboard=self.tb, on_iteration=self._on_iteration,
-                show_progress=self.show_progress)
+            for images, targets in bar:
+                values = self.step(images, targets, self.iteration)
+                self.iteration, self.epoch_step = self.iteration + 1, self.epoch_step + 1
+                postfix = iter_log.update(self.iteration, values)
+                if self.show_progress and self.rank0:
+                    bar.set_postfix_str(postfix, refresh=False)
+                if self._checkpoint_due():
+                    self._save()
+                if self._max_iters_reached():
+                    break
         except NonFiniteLossError as err:
             kept = self.ckpt.latest() if self.rank0 else None
             log.error("%s; training stopped. Last good checkpoint: %s", err,
                       kept if kept is not None else "none (no checkpoint written yet)")
             raise
-        bad_images = self._report_bad_images()
-        if self.epoch_step < self.iters_per_epoch:  # stopped by max_iters inside the epoch
-            self._save()
-            return
-        sb = getattr(self.criterion, "self_balance", None)
-        if sb is not None:
-            sb.update(distributed=self.info.distributed)
-        self.epoch, self.epoch_step = self.epoch + 1, 0
-        scalars = self._evaluate() if self._eval_due() else {}
-        improved = self._record_best(scalars)  # before the save: the checkpoint holds the new best
-        path = self._save()
-        if improved:
-            self._copy_best(path)
-        train_means = {k: v for k, v in stats.items() if k not in ("epoch", "iteration", "steps", "stopped_early")}
-        self.jsonl.write({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration,
-                          "seconds": time.perf_counter() - tic, "sb_weight_next": getattr(sb, "weight", None),
-                          **bad_images, **{f"train_{k}": v for k, v in train_means.items()}, **scalars})
-        log.info("epoch %d/%d done in %.0f s: loss %.4f (cls %.4f, loc %.4f)", self.epoch, tc.epochs,
-                 time.perf_counter() - tic, stats.get("total", math.nan), stats.get("cls", math.nan),
-                 stats.get("loc", math.nan))
+        return iter_log.summary()

@@ -1,14 +1,17 @@
 """Detection criteria: LossTargets -> named losses for aLRP Loss, AP Loss + box loss, focal loss + box loss.
 
-A ``LossTargets`` (models/targets.py) is used by duck typing: any object with ``logits (M,)``, ``targets (M,)``,
-``pos_pred_boxes (P, 4)``, ``pos_gt_boxes (P, 4)``, ``pos_pred_deltas (P, 4)``, ``pos_gt_deltas (P, 4)``.
-Every criterion returns ``{"total", "cls", "loc", "loc_weight", "grad_pos_sum", "grad_neg_sum", "num_pos"}``;
-backpropagate ``total = cls + loc_weight * loc``. The rest are detached. The losses run in float32 even under
-autocast.
+The input is a `LossTargets` (the `LossTargetsLike` protocol below: ``logits (M,)``, ``targets (M,)``,
+``pos_pred_boxes (P, 4)``, ``pos_gt_boxes (P, 4)``, ``pos_pred_deltas (P, 4)``, ``pos_gt_deltas (P, 4)``,
+``num_pos``). Every criterion returns ``{"total", "cls", "loc", "loc_weight", "grad_pos_sum", "grad_neg_sum",
+"num_pos"}``; backpropagate ``total = cls + loc_weight * loc``. The rest are detached. The losses run in float32
+even under autocast.
+
+A criterion owns its state, the self-balance weight: the training loop calls `accumulate(losses)` after each step
+and `end_epoch()` at each epoch end, and checkpoints hold `state_dict()`.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +23,20 @@ from alrp.losses.ap import ap_loss_result
 from alrp.losses.balance import SelfBalance
 from alrp.losses.box import box_loss, loc_error
 from alrp.losses.config import LossConfig
+
+
+class LossTargetsLike(Protocol):
+    """What a criterion reads (`models.targets.LossTargets` is the implementation)."""
+
+    logits: Tensor
+    targets: Tensor
+    pos_pred_boxes: Tensor
+    pos_gt_boxes: Tensor
+    pos_pred_deltas: Tensor
+    pos_gt_deltas: Tensor
+
+    @property
+    def num_pos(self) -> int: ...
 
 
 class Criterion:
@@ -44,7 +61,31 @@ class Criterion:
         """The weight of the box loss for the current iteration."""
         return self.self_balance.weight if self.self_balance is not None else self.loc_weight
 
-    def __call__(self, lt: Any) -> dict[str, Tensor]:
+    def accumulate(self, losses: dict[str, Tensor]) -> None:
+        """Records one training step's (detached) ``cls`` and ``loc`` for the self-balance weight.
+
+        Steps without positives are left out (their L_loc is 0).
+        """
+        if self.self_balance is not None and int(losses["num_pos"]) > 0:
+            self.self_balance.accumulate(losses["cls"].detach(), losses["loc"].detach())
+
+    def end_epoch(self, distributed: bool = False) -> float:
+        """Updates the self-balance weight from the epoch's steps (all processes' under DDP; every process must
+        call it); returns the box-loss weight of the next epoch."""
+        if self.self_balance is not None:
+            self.self_balance.update(distributed=distributed)
+        return self.current_loc_weight
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"self_balance": SB state or None}``, for checkpoints."""
+        return {"self_balance": self.self_balance.state_dict() if self.self_balance is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict` (a criterion without SB ignores the SB entry)."""
+        if self.self_balance is not None and state.get("self_balance") is not None:
+            self.self_balance.load_state_dict(state["self_balance"])
+
+    def __call__(self, lt: LossTargetsLike) -> dict[str, Tensor]:
         """Compute the named losses of one batch's LossTargets."""
         logits = lt.logits
         if not isinstance(logits, Tensor) or logits.dim() != 1:
@@ -52,18 +93,18 @@ class Criterion:
         with torch.autocast(device_type=logits.device.type, enabled=False):
             cls, loc, pos_sum, neg_sum = self.losses(lt)
         w = self.current_loc_weight
-        num_pos = int(lt.targets.eq(1).sum()) if not hasattr(lt, "num_pos") else int(lt.num_pos)
+        num_pos = int(lt.num_pos)
         device = logits.device
         return {"total": cls + w * loc, "cls": cls, "loc": loc,
                 "loc_weight": torch.tensor(w, dtype=torch.float32, device=device),
                 "grad_pos_sum": pos_sum.detach().to(device), "grad_neg_sum": neg_sum.detach().to(device),
                 "num_pos": torch.tensor(num_pos, dtype=torch.int64, device=device)}
 
-    def losses(self, lt: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def losses(self, lt: LossTargetsLike) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(cls, loc, grad_pos_sum, grad_neg_sum) in float32 / float64; implemented by subclasses."""
         raise NotImplementedError
 
-    def _box_loss(self, lt: Any) -> Tensor:
+    def _box_loss(self, lt: LossTargetsLike) -> Tensor:
         return box_loss(self.box_loss, pred_boxes=lt.pos_pred_boxes.float(), gt_boxes=lt.pos_gt_boxes.float(),
                         pred_deltas=lt.pos_pred_deltas.float(), gt_deltas=lt.pos_gt_deltas.float(),
                         smooth_l1_beta=self.smooth_l1_beta)
@@ -79,7 +120,7 @@ class ALRPCriterion(Criterion):
         self.delta = float(delta)
         self.wrong_target = bool(wrong_target)
 
-    def losses(self, lt: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def losses(self, lt: LossTargetsLike) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         errors = loc_error(lt.pos_pred_boxes.float(), lt.pos_gt_boxes.float(), kind=self.box_loss)
         res = alrp_loss(lt.logits.float(), lt.targets, errors, self.delta, wrong_target=self.wrong_target)
         return res.cls, res.loc, res.grad_pos_sum, res.grad_neg_sum
@@ -92,7 +133,7 @@ class APCriterion(Criterion):
         super().__init__(**kwargs)
         self.delta = float(delta)
 
-    def losses(self, lt: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def losses(self, lt: LossTargetsLike) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         res = ap_loss_result(lt.logits.float(), lt.targets, self.delta)
         return res.loss, self._box_loss(lt), res.grad_pos_sum, res.grad_neg_sum
 
@@ -108,7 +149,7 @@ class FocalCriterion(Criterion):
         self.alpha = float(alpha)
         self.gamma = float(gamma)
 
-    def losses(self, lt: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def losses(self, lt: LossTargetsLike) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         targets = lt.targets
         x = lt.logits.float()
         y = targets.eq(1).to(x.dtype)

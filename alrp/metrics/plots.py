@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .evaluate import Evaluation
+from .evaluation import Evaluation
 from .lrp import ClassMatches, lrp_curve
 
 THRESHOLDS = np.linspace(0.0, 1.0, 201)  # score thresholds of the overall LRP curve

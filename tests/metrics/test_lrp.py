@@ -5,7 +5,7 @@ import math
 import pytest
 from pycocotools.coco import COCO
 
-from alrp.metrics import METRIC_KEYS, EvaluationInputError, evaluate_detections, load_gt, metrics_to_json
+from alrp.metrics import METRIC_KEYS, EvaluationInputError, detection_metrics, load_gt, metrics_to_json
 from alrp.metrics.lrp import ClassMatches, lrp_curve, optimal_lrp
 
 import numpy as np
@@ -36,7 +36,7 @@ def test_hand_computed_olrp_and_components():
     dets = [det(1, 1, [0, 0, 10, 8], 0.9),      # TP, IoU 0.8
             det(1, 1, [60, 60, 10, 10], 0.8),   # FP
             det(1, 1, [20, 20, 10, 10], 0.7)]   # TP, IoU 1.0
-    m = evaluate_detections(gt, dets)
+    m = detection_metrics(gt, dets)
     # positions: LRP = (0.4 + 0 + 1)/2 = 0.7, (0.4 + 1 + 1)/3 = 0.8, (0.4 + 1 + 0)/3 = 0.4667 -> last
     row = m["per_class"][1]
     assert row["oLRP"] == pytest.approx(1.4 / 3, abs=1e-12)
@@ -55,7 +55,7 @@ def test_first_minimum_is_taken_on_ties():
     dets = [det(1, 1, [0, 0, 10, 10], 0.9),     # TP IoU 1: LRP (0 + 0 + 1)/2 = 0.5
             det(1, 1, [60, 60, 10, 10], 0.8),   # FP: (0 + 1 + 1)/3
             det(1, 1, [20, 20, 10, 7.5], 0.7)]  # TP IoU 0.75: (0.5 + 1 + 0)/3 = 0.5 (tie)
-    row = evaluate_detections(gt, dets)["per_class"][1]
+    row = detection_metrics(gt, dets)["per_class"][1]
     assert row["oLRP"] == 0.5
     assert row["threshold"] == pytest.approx(0.9)
     assert row["oLRP_FN"] == 0.5 and row["oLRP_FP"] == 0.0 and row["oLRP_loc"] == 0.0
@@ -63,7 +63,7 @@ def test_first_minimum_is_taken_on_ties():
 
 def test_empty_detections():
     gt = make_gt(BASE_GT + [(2, 5, [5, 5, 40, 40], 0)])
-    m = evaluate_detections(gt, [])
+    m = detection_metrics(gt, [])
     assert m["AP"] == 0.0 and m["AP50"] == 0.0 and m["AR100"] == 0.0
     assert m["oLRP"] == 1.0 and m["oLRP_FN"] == 1.0
     assert math.isnan(m["oLRP_loc"]) and math.isnan(m["oLRP_FP"]) and math.isnan(m["rho"])
@@ -77,7 +77,7 @@ def test_class_without_gt_and_image_without_annotations():
     dets = [det(1, 1, [0, 0, 10, 10], 0.9), det(1, 1, [20, 20, 10, 10], 0.8),
             det(3, 1, [0, 0, 10, 10], 0.95),   # image 3 has no annotations: an FP above both TPs
             det(2, 5, [0, 0, 10, 10], 0.5)]    # class 5 has no ground truth
-    m = evaluate_detections(gt, dets)
+    m = detection_metrics(gt, dets)
     row = m["per_class"][1]
     # positions: (0 + 1 + 2)/3 = 1, (0 + 1 + 1)/3, (0 + 1 + 0)/3 = 1/3
     assert row["oLRP"] == pytest.approx(1 / 3) and row["num_fp"] == 1
@@ -87,7 +87,7 @@ def test_class_without_gt_and_image_without_annotations():
 def test_crowd_and_matched_to_ignored_are_neither_tp_nor_fp():
     gt = make_gt(BASE_GT + [(2, 1, [0, 0, 50, 50], 1)])
     dets = [det(1, 1, [0, 0, 10, 10], 0.9), det(2, 1, [0, 0, 50, 50], 0.95)]
-    row = evaluate_detections(gt, dets)["per_class"][1]
+    row = detection_metrics(gt, dets)["per_class"][1]
     assert row["num_gt"] == 2 and row["num_fp"] == 0 and row["num_tp"] == 1
     assert row["oLRP"] == pytest.approx(0.5)  # (0 + 0 + 1)/2
 
@@ -96,14 +96,14 @@ def test_max_dets_caps_each_image_at_100():
     gt = make_gt([(1, 1, [0, 0, 10, 10], 0)])
     dets = [det(1, 1, [50, 50, 10, 10], 0.9 - i * 1e-3) for i in range(100)]  # 100 FPs
     dets.append(det(1, 1, [0, 0, 10, 10], 0.1))  # the 101st: dropped by maxDets
-    row = evaluate_detections(gt, dets)["per_class"][1]
+    row = detection_metrics(gt, dets)["per_class"][1]
     assert row["oLRP"] == 1.0 and row["num_tp"] == 0
 
 
 def test_area_ranges():
     gt = make_gt([(1, 1, [0, 0, 10, 10], 0), (1, 1, [0, 0, 99, 99], 0)])  # one small, one large
     dets = [det(1, 1, [0, 0, 10, 10], 0.9)]
-    m = evaluate_detections(gt, dets)
+    m = detection_metrics(gt, dets)
     assert m["oLRP_s"] == 0.0       # the small object found exactly
     assert m["oLRP_l"] == 1.0       # the large one missed (small det is ignored there, not an FP)
     assert math.isnan(m["oLRP_m"])  # no medium ground truth
@@ -124,15 +124,15 @@ def test_lrp_curve_matches_formula():
 def test_bad_inputs_name_the_entry(tmp_path):
     gt = make_gt(BASE_GT)
     with pytest.raises(EvaluationInputError, match="image_id 99"):
-        evaluate_detections(gt, [det(99, 1, [0, 0, 1, 1], 0.5)])
+        detection_metrics(gt, [det(99, 1, [0, 0, 1, 1], 0.5)])
     with pytest.raises(EvaluationInputError, match="#1 has no 'score'"):
-        evaluate_detections(gt, [det(1, 1, [0, 0, 1, 1], 0.5), {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
+        detection_metrics(gt, [det(1, 1, [0, 0, 1, 1], 0.5), {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
     with pytest.raises(EvaluationInputError, match="category_id 7"):
-        evaluate_detections(gt, [det(1, 7, [0, 0, 1, 1], 0.5)])
+        detection_metrics(gt, [det(1, 7, [0, 0, 1, 1], 0.5)])
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(EvaluationInputError, match="bad.json"):
-        evaluate_detections(gt, bad)
+        detection_metrics(gt, bad)
     with pytest.raises(FileNotFoundError, match="nope.json"):
         load_gt(tmp_path / "nope.json")
 
@@ -140,5 +140,5 @@ def test_bad_inputs_name_the_entry(tmp_path):
 def test_caller_results_not_mutated():
     gt = make_gt(BASE_GT)
     dets = [det(1, 1, [0, 0, 10, 10], 0.9)]
-    evaluate_detections(gt, dets)
+    detection_metrics(gt, dets)
     assert dets == [det(1, 1, [0, 0, 10, 10], 0.9)]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from alrp.metrics import evaluate_detections, load_gt
+from alrp.metrics import detection_metrics, load_gt
 
 CASES = ("case00_small", "case01_medium", "case02_large")
 
@@ -22,7 +22,7 @@ def test_matches_authors_evaluator(eval_reference_dir, case):
     if not folder.exists():
         pytest.skip(f"{folder} missing")
     expected = json.loads((folder / "expected.json").read_text())
-    ours = evaluate_detections(load_gt(folder / "gt.json"), folder / "dets.json")
+    ours = detection_metrics(load_gt(folder / "gt.json"), folder / "dets.json")
     compared = 0
     for key, value in expected.items():
         if key == "per_class":

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import eval as eval_cli
-from alrp.metrics import METRIC_KEYS, evaluate_detections, load_gt
+from alrp.metrics import METRIC_KEYS, detection_metrics, load_gt
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def test_mode1_json_out_table_plots_and_visualize(tmp_path, capsys):
     assert "oLRP" in printed and "square (3)" in printed and "no ground truth" in printed
     metrics = json.loads(out.read_text())
     assert list(metrics) == list(METRIC_KEYS)
-    direct = evaluate_detections(load_gt(gt), dets)
+    direct = detection_metrics(load_gt(gt), dets)
     assert metrics["AP50"] == pytest.approx(direct["AP50"]) and metrics["oLRP"] == pytest.approx(direct["oLRP"])
     assert set(metrics["per_class"]) == {"3", "7", "9"} and metrics["per_class"]["9"] is None
     assert metrics["per_class"]["7"]["oLRP_FP"] == 0.0
@@ -128,14 +128,14 @@ def test_mode1_malformed_ground_truth_exit_2_naming_file_and_id(tmp_path, capsys
 def test_ground_truth_without_iscrowd_area_or_file_names(tmp_path):
     """Box-only COCO files often omit iscrowd/area (and eval needs no file names): same metrics as with them."""
     gt, dets, _ = make_dataset(tmp_path)
-    full = evaluate_detections(load_gt(gt), dets)
+    full = detection_metrics(load_gt(gt), dets)
     data = json.loads(gt.read_text())
     for ann in data["annotations"]:
         del ann["iscrowd"], ann["area"]  # area 900/400 = bbox w*h here, so the metrics must not change
     for img in data["images"]:
         del img["file_name"], img["width"], img["height"]
     gt.write_text(json.dumps(data))
-    bare = evaluate_detections(load_gt(gt), dets)
+    bare = detection_metrics(load_gt(gt), dets)
     for key in ("AP", "AP50", "APs", "APm", "oLRP", "oLRP_loc", "oLRP_s", "rho"):
         assert bare[key] == pytest.approx(full[key], nan_ok=True), key
 

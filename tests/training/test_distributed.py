@@ -9,8 +9,8 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, DistributedSampler
 
 from training import distributed as du
-from training.inference import evaluate
-from training.loop import train_one_epoch
+from training.inference import predict_coco_results
+from training.loop import TrainStep
 from training.optim import build_optimizer, build_scheduler
 from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
 
@@ -34,16 +34,17 @@ def _run(world_size: int) -> dict:
     sched = build_scheduler(opt, schedule="step", iters_per_epoch=len(loader), total_iters=EPOCHS * len(loader),
                             lr_steps=[1], warmup_iters=1)
     criterion = FakeCriterion()
+    step = TrainStep(model, criterion, opt, sched, device)
     losses, iteration = [], 0
     for epoch in range(EPOCHS):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        out = train_one_epoch(model, criterion, loader, opt, sched, device, epoch, start_iteration=iteration,
-                              show_progress=False,
-                              on_iteration=lambda it, v: losses.append([v["total"], v["cls"], v["loc"]]))
-        iteration = out["iteration"]
-        criterion.self_balance.update(distributed=world_size > 1)
-    results = evaluate(model, val_loader, device, show_progress=False)
+        for images, targets in loader:
+            values = step(images, targets, iteration)
+            iteration += 1
+            losses.append([values["total"], values["cls"], values["loc"]])
+        criterion.end_epoch(distributed=world_size > 1)
+    results = predict_coco_results(model, val_loader, device, show_progress=False)
     return {"losses": torch.tensor(losses, dtype=torch.float64), "sb": criterion.self_balance.weight,
             "weights": {k: v.detach().clone() for k, v in net.state_dict().items()}, "results": results,
             "iteration": iteration}

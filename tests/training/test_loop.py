@@ -1,4 +1,4 @@
-"""The training step and the evaluation loop (training/loop.py, training/inference.py) on tiny fakes with the architecture's surface."""
+"""The training step (training/loop.py) and inference (training/inference.py) on tiny fakes with the detector's surface."""
 import json
 import math
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from training.inference import detections_to_coco, evaluate
-from training.loop import NonFiniteLossError, train_one_epoch
+from training.inference import detections_to_coco, predict_coco_results
+from training.loop import IterationLog, NonFiniteLossError, TrainStep
 from training.logging import JsonlWriter, TensorBoardWriter
 from training.optim import build_optimizer, build_scheduler
 from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
@@ -25,35 +25,45 @@ def _setup(n=8, batch=2, lr=0.05, warmup=2):
     return model, criterion, loader, opt, sched
 
 
-def test_one_epoch_steps_logs_and_accumulates(tmp_path):
-    model, criterion, loader, opt, sched = _setup()
+def _steps(step, loader, iteration=0, iter_log=None, after_step=None):
+    """The trainer's epoch loop without checkpoints: [(iteration, values)] per step."""
     seen = []
+    for images, targets in loader:
+        values = step(images, targets, iteration)
+        iteration += 1
+        if iter_log is not None:
+            iter_log.update(iteration, values)
+        if after_step is not None:
+            after_step()
+        seen.append((iteration, values))
+    return seen
+
+
+def test_train_step_logs_and_accumulates(tmp_path):
+    model, criterion, loader, opt, sched = _setup()
     jsonl = JsonlWriter(tmp_path / "m.jsonl")
     tb = TensorBoardWriter(tmp_path / "tb")
-    out = train_one_epoch(model, criterion, loader, opt, sched, torch.device("cpu"), epoch=0, start_iteration=10,
-                          num_batches=len(loader), log_interval=2, jsonl=jsonl, tensorboard=tb,
-                          on_iteration=lambda it, v: seen.append((it, v)), show_progress=False)
+    iter_log = IterationLog(epoch=3, interval=2, jsonl=jsonl, tensorboard=tb)
+    seen = _steps(TrainStep(model, criterion, opt, sched, torch.device("cpu")), loader, 10, iter_log)
+    summary = iter_log.summary()
     tb.close()
-    assert out["iteration"] == 14 and out["steps"] == 4 and not out["stopped_early"]
     assert [it for it, _ in seen] == [11, 12, 13, 14]
     # lr recorded is the one used by the step: warmup factor 1/3 then 2/3 then 1 (scheduler stepped per iteration)
     assert [v["lr"] for _, v in seen] == pytest.approx([0.05 / 3, 0.05 * 2 / 3, 0.05, 0.05])
-    assert out["cls"] == pytest.approx(sum(v["cls"] for _, v in seen) / 4)
-    assert all(v["sb_weight"] == 2.0 for _, v in seen)
+    assert summary["cls"] == pytest.approx(sum(v["cls"] for _, v in seen) / 4) and summary["seconds"] > 0
+    assert all(v["loc_weight"] == 2.0 for _, v in seen) and "sb_weight" not in seen[0][1]  # one name
     assert criterion.self_balance.sums[2] == 4  # accumulated once per step with positives
     lines = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in lines] == [12, 14]
-    assert {"cls", "loc", "lr", "sb_weight", "grad_pos_sum", "grad_neg_sum", "it_per_s"} <= set(lines[0])
+    assert [r["iteration"] for r in lines] == [12, 14] and {r["epoch"] for r in lines} == {3}
+    assert {"cls", "loc", "lr", "loc_weight", "grad_pos_sum", "grad_neg_sum", "it_per_s"} <= set(lines[0])
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
 def test_training_reduces_the_loss():
     model, criterion, loader, opt, sched = _setup(lr=0.2, warmup=0)
-    first = train_one_epoch(model, criterion, loader, opt, sched, torch.device("cpu"), 0, show_progress=False)
-    for epoch in range(1, 6):
-        last = train_one_epoch(model, criterion, loader, opt, sched, torch.device("cpu"), epoch,
-                               show_progress=False)
-    assert last["total"] < 0.7 * first["total"]
+    step = TrainStep(model, criterion, opt, sched, torch.device("cpu"))
+    mean_total = [sum(v["total"] for _, v in _steps(step, loader)) / len(loader) for _ in range(6)]
+    assert mean_total[-1] < 0.7 * mean_total[0]
 
 
 def test_nan_raises_before_the_update_and_names_iteration_and_part():
@@ -61,24 +71,19 @@ def test_nan_raises_before_the_update_and_names_iteration_and_part():
     criterion = FakeCriterion(nan_at_call=3)
     snapshots = []
     with pytest.raises(NonFiniteLossError, match=r"iteration 3: loc = nan") as err:
-        train_one_epoch(model, criterion, loader, opt, sched, torch.device("cpu"), 0, show_progress=False,
-                        on_iteration=lambda it, v: snapshots.append(
-                            {k: p.detach().clone() for k, p in model.state_dict().items()}))
+        _steps(TrainStep(model, criterion, opt, sched, torch.device("cpu")), loader,
+               after_step=lambda: snapshots.append({k: p.detach().clone() for k, p in model.state_dict().items()}))
     assert err.value.iteration == 3 and err.value.part == "loc" and err.value.image_ids == [104, 105]
     assert len(snapshots) == 2  # the weights after the last good step are untouched by the bad one
     assert all(torch.equal(p, snapshots[-1][k]) for k, p in model.state_dict().items())
 
 
-def test_max_iters_and_grad_clip():
+def test_grad_clip_reports_the_norm_before_clipping():
     model, criterion, loader, opt, sched = _setup()
-    out = train_one_epoch(model, criterion, loader, opt, sched, torch.device("cpu"), 0, start_iteration=5,
-                          max_iters=7, grad_clip=1e-3, show_progress=False)
-    assert out["iteration"] == 7 and out["steps"] == 2 and out["stopped_early"]
-    assert math.isfinite(out["grad_norm"]) and out["grad_norm"] > 1e-3  # clipped from a larger norm
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    out = train_one_epoch(model, criterion, loader, opt, sched, torch.device("cpu"), 1, start_iteration=7,
-                          max_iters=7, show_progress=False)
-    assert out["steps"] == 0 and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    seen = _steps(TrainStep(model, criterion, opt, sched, torch.device("cpu"), grad_clip=1e-3), loader)
+    assert all(math.isfinite(v["grad_norm"]) and v["grad_norm"] > 1e-3 for _, v in seen)  # clipped from larger
+    unclipped = _steps(TrainStep(model, criterion, opt, sched, torch.device("cpu")), loader)
+    assert all(math.isnan(v["grad_norm"]) for _, v in unclipped)  # measured only when clipping
 
 
 def test_detections_to_coco_hand_case():
@@ -96,7 +101,7 @@ def test_evaluate_results_and_mode():
     model = FakeDetector()
     loader = DataLoader(FakeDataset(5), batch_size=2, collate_fn=collate)
     model.train()
-    results = evaluate(model, loader, torch.device("cpu"), show_progress=False)
+    results = predict_coco_results(model, loader, torch.device("cpu"), show_progress=False)
     assert model.training  # restored
     assert [r["image_id"] for r in results] == sorted(r["image_id"] for r in results)
     assert {r["image_id"] for r in results} <= set(range(100, 105))
@@ -111,7 +116,7 @@ def test_evaluate_results_and_mode():
     x1, y1, x2, y2 = ref["boxes"][0].tolist()
     assert first[0]["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1])
     with pytest.raises(ValueError, match="label_to_cat_id"):
-        evaluate(model, [(images, targets)], torch.device("cpu"), show_progress=False)
+        predict_coco_results(model, [(images, targets)], torch.device("cpu"), show_progress=False)
 
 
 def test_smoothed_value_and_metric_logger_hand_case():

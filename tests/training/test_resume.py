@@ -75,12 +75,12 @@ def test_reference_run_folder(reference):
     state = ck.load_checkpoint(trainer.ckpt.latest())
     assert state["config"]["train"]["epochs"] == 3 and "git_commit" in state["environment"]
     assert state["epoch"] == 3 and state["iteration"] == 9 and state["epoch_step"] == 0
-    assert state["self_balance"][0]["weight"] == trainer.criterion.self_balance.weight != 2.0  # SB updated
+    assert state["criterion"][0]["self_balance"]["weight"] == trainer.criterion.self_balance.weight != 2.0  # SB updated
     best = ck.load_checkpoint(run / "checkpoints" / "best.pth")
     assert best["best_ap"] == max(r["AP"] for r in lines if r["type"] == "epoch")
     assert best["epoch"] == best["best_epoch"]
     tags = _tensorboard_scalars(run / "tensorboard")
-    assert {"train/L_cls", "train/L_loc", "train/SB_weight", "train/lr", "train/grad_pos_sum",
+    assert {"train/L_cls", "train/L_loc", "train/loc_weight", "train/lr", "train/grad_pos_sum",
             "train/grad_neg_sum", "eval/AP"} <= set(tags)
     assert [step for step, _ in tags["eval/AP"]] == [3, 6, 9]  # after each epoch, at the global iteration
     assert [v for _, v in tags["eval/AP"]] == pytest.approx([r["AP"] for r in lines if r["type"] == "epoch"])
@@ -189,14 +189,14 @@ def test_cli_real_parts_resume_is_exact(tiny_config):
     b = ck.load_checkpoint(ck.find_latest(runs / "resumed"))
     assert a["iteration"] == b["iteration"] == 4 and a["epoch"] == b["epoch"] == 2
     _assert_same(a["model"], b["model"])
-    assert a["self_balance"] == b["self_balance"] and a["self_balance"][0]["weight"] != 50.0
+    assert a["criterion"] == b["criterion"] and a["criterion"][0]["self_balance"]["weight"] != 50.0
     epochs = [_strict_json(x) for x in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in epochs if r["type"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2] and all("oLRP" in r and "AP" in r for r in epochs)
     assert all(r["bad_images_skipped"] == 0 for r in epochs)
     assert (runs / "straight" / "checkpoints" / "best.pth").is_file()
     tags = _tensorboard_scalars(runs / "straight" / "tensorboard")
-    assert {"eval/AP", "eval/oLRP", "eval/AP50", "train/L_cls", "train/L_loc", "train/SB_weight",
+    assert {"eval/AP", "eval/oLRP", "eval/AP50", "train/L_cls", "train/L_loc", "train/loc_weight",
             "train/grad_pos_sum", "train/grad_neg_sum"} <= set(tags)
 
 

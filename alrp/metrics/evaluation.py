@@ -33,8 +33,8 @@ class Evaluation:
     cat_names: dict[int, str]
 
 
-def run_evaluation(coco_gt: COCO, results: Results, source: str | None = None) -> Evaluation:
-    """Evaluate COCO-format detections against ``coco_gt`` (see ``evaluate_detections``).
+def compute_evaluation(coco_gt: COCO, results: Results, source: str | None = None) -> Evaluation:
+    """Evaluate COCO-format detections against ``coco_gt`` (see ``detection_metrics``).
 
     ``source`` names a results list in error messages (e.g. the file it was read from).
     """
@@ -65,7 +65,7 @@ def run_evaluation(coco_gt: COCO, results: Results, source: str | None = None) -
     return Evaluation(metrics, evaluator, matches, names)
 
 
-def evaluate_detections(coco_gt: COCO, results: Results) -> dict[str, Any]:
+def detection_metrics(coco_gt: COCO, results: Results) -> dict[str, Any]:
     """COCO AP/AR, oLRP and rho of a set of detections.
 
     Args:
@@ -77,4 +77,4 @@ def evaluate_detections(coco_gt: COCO, results: Results) -> dict[str, Any]:
         (NaN when undefined), ``per_class`` {category id: {oLRP, oLRP_loc, oLRP_FP, oLRP_FN, threshold, num_gt,
         num_tp, num_fp, AP, AP50, rho} or None for classes without ground truth}.
     """
-    return run_evaluation(coco_gt, results).metrics
+    return compute_evaluation(coco_gt, results).metrics
