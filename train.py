@@ -8,11 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training import distributed as dist_utils
-from training.checkpoint import CheckpointError
-from training.config import ConfigError, load_config
-from training.loop import NonFiniteLossError
-from training.logging import get_logger
+from training.config import ConfigError, load_config  # light (yaml + the section dataclasses): fast config errors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,9 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    from training.trainer import SetupError, Trainer  # imports torch/data/models: after the config is known to be valid
+    # torch, data and models load only once the config is known to be valid
     from data.errors import DatasetError, error_message
-    from models import PretrainedWeightsError
+    from models.backbone import PretrainedWeightsError
+    from training import distributed as dist_utils
+    from training.checkpoint import CheckpointError
+    from training.logging import get_logger
+    from training.loop import NonFiniteLossError
+    from training.trainer import SetupError, Trainer
 
     try:
         summary = Trainer(cfg, resume=args.resume, show_progress=not args.no_progress).fit()

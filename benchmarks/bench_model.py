@@ -134,12 +134,12 @@ def bench_postprocess(ours: nn.Module, tv_module: nn.Module, images: Tensor, arg
     """Median seconds of our post-processor and torchvision's on the worst-case outputs; and our detections."""
     batch, size = images.shape[0], images.shape[-1]
     anchors = ours.anchors(images)
-    outputs = stress_outputs(batch, anchors.shape[0], device)
+    outputs = stress_outputs(batch, anchors.boxes.shape[0], device)
     targets = [{"orig_size": (size, size), "scale": 1.0}] * batch
-    counts = ours.anchor_generator.level_counts(anchors)
+    counts = list(anchors.level_counts)
     tv_outputs = {"cls_logits": list(outputs["cls_logits"].split(counts, dim=1)),
                   "bbox_regression": list(outputs["box_deltas"].split(counts, dim=1))}
-    tv_anchors = [list(anchors.split(counts))] * batch
+    tv_anchors = [list(anchors.boxes.split(counts))] * batch
     tv_post = tv_module.postprocess_detections
     post = bench_pair({"post": lambda: ours.postprocess(outputs, anchors, targets),
                        "tv_post": lambda: tv_post(tv_outputs, tv_anchors, [(size, size)] * batch)},

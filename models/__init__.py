@@ -1,10 +1,10 @@
-"""RetinaNet (ResNet/ResNeXt-FPN) with anchors, assigners, loss targets and post-processing."""
-from .backbone import PretrainedWeightsError
-from .build import build_detector
-from .config import ModelConfig
-from .retinanet import RetinaNet
-from .targets import LossTargets
+"""RetinaNet (ResNet/ResNeXt-FPN) with anchors, assigners, loss targets and post-processing.
 
-Detector = RetinaNet
+Exports load on first use, so ``models.config`` (the ``model`` config section) imports without torch.
+"""
+from alrp.lazy import lazy_exports
 
-__all__ = ["build_detector", "ModelConfig", "LossTargets", "Detector", "PretrainedWeightsError", "RetinaNet"]
+_EXPORTS = {"PretrainedWeightsError": ".backbone", "build_detector": ".build", "ModelConfig": ".config",
+            "RetinaNet": ".retinanet", "LossTargets": ".targets"}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

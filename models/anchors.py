@@ -7,7 +7,7 @@ feature cell, `((x + 0.5) * stride, (y + 0.5) * stride)` pixels.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -20,6 +20,13 @@ def feature_sizes(image_size: tuple[int, int], strides: Sequence[int]) -> list[t
     """
     h, w = image_size
     return [(-(-h // s), -(-w // s)) for s in strides]
+
+
+class Anchors(NamedTuple):
+    """The anchors of one padded input size, with the number of anchors of each FPN level (P3..P7, in order)."""
+
+    boxes: Tensor                   # (sum_l h_l * w_l * A, 4) xyxy pixels
+    level_counts: tuple[int, ...]   # anchors per level; sums to boxes.shape[0]
 
 
 class AnchorGenerator:
@@ -38,7 +45,7 @@ class AnchorGenerator:
         self.base_scale = float(base_scale)
         self.scales = tuple(float(s) for s in scales)
         self.ratios = tuple(float(r) for r in ratios)
-        self._cache: dict[tuple, tuple[Tensor, tuple[int, ...]]] = {}
+        self._cache: dict[tuple, Anchors] = {}
 
     @property
     def num_anchors_per_location(self) -> int:
@@ -56,14 +63,8 @@ class AnchorGenerator:
         return torch.tensor(rows, dtype=torch.float64)
 
     def grid_anchors(self, sizes: Sequence[tuple[int, int]], device: torch.device,
-                     dtype: torch.dtype = torch.float32) -> tuple[Tensor, tuple[int, ...]]:
-        """Anchors for given feature sizes.
-
-        Args:
-            sizes: (h, w) of each level, in `strides` order.
-        Returns:
-            anchors (sum_l h_l * w_l * A, 4) xyxy pixels, and the number of anchors of each level.
-        """
+                     dtype: torch.dtype = torch.float32) -> Anchors:
+        """`Anchors` for given feature sizes ((h, w) of each level, in `strides` order)."""
         if len(sizes) != len(self.strides):
             raise ValueError(f"got {len(sizes)} feature sizes for {len(self.strides)} anchor strides")
         key = (tuple(tuple(int(v) for v in s) for s in sizes), str(device), dtype)
@@ -76,32 +77,10 @@ class AnchorGenerator:
                 centres = torch.stack((cx, cy, cx, cy), dim=-1).reshape(-1, 1, 4)  # (h*w, 1, 4)
                 levels.append((centres + self.cell_anchors(stride)[None]).reshape(-1, 4))
             counts = tuple(int(level.shape[0]) for level in levels)
-            self._cache[key] = (torch.cat(levels).to(device=device, dtype=dtype), counts)
+            self._cache[key] = Anchors(torch.cat(levels).to(device=device, dtype=dtype), counts)
         return self._cache[key]
 
     def __call__(self, image_size: tuple[int, int], device: torch.device,
-                 dtype: torch.dtype = torch.float32) -> Tensor:
-        """(HWA, 4) xyxy pixel anchors for a padded input of `image_size` (h, w)."""
-        return self.grid_anchors(feature_sizes(image_size, self.strides), device, dtype)[0]
-
-    def level_counts(self, anchors: Tensor) -> list[int]:
-        """Number of anchors of each level in an anchor tensor made by this generator.
-
-        A tensor from this generator's cache is looked up; any other is recognised from its anchor sides
-        (sqrt of area = base_scale * stride * scale), so no state has to travel with the tensor.
-        """
-        for cached, counts in self._cache.values():
-            if anchors is cached:
-                return list(counts)
-        a = self.num_anchors_per_location
-        if anchors.shape[0] % a:
-            raise ValueError(f"{anchors.shape[0]} anchors is not a multiple of A = {a}")
-        first = anchors[::a].double()  # first anchor (ratio 0, scale 0) of every location
-        side = ((first[:, 2] - first[:, 0]) * (first[:, 3] - first[:, 1])).sqrt()
-        stride = side / (self.base_scale * self.scales[0])
-        level = torch.round(torch.log2(stride)).long()
-        wanted = torch.tensor([round(math.log2(s)) for s in self.strides], device=level.device)
-        counts = [(level == w).sum().item() * a for w in wanted]
-        if sum(counts) != anchors.shape[0]:
-            raise ValueError("anchors do not match this generator's strides/scales")
-        return counts
+                 dtype: torch.dtype = torch.float32) -> Anchors:
+        """`Anchors` (xyxy pixels, per-level counts) for a padded input of `image_size` (h, w)."""
+        return self.grid_anchors(feature_sizes(image_size, self.strides), device, dtype)

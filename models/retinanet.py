@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .anchors import AnchorGenerator
+from .anchors import AnchorGenerator, Anchors
 from .assigners import Assignment
 from .box_coder import BoxCoder
 from .postprocess import PostProcessor
@@ -57,8 +57,9 @@ class RetinaNet(nn.Module):
             raise ValueError(f"RetinaNet: expected images (N, 3, H, W), got {tuple(images.shape)}")
         return self.head(self.fpn(self.backbone(images)))
 
-    def anchors(self, images: Tensor) -> Tensor:
-        """(HWA, 4) xyxy pixel anchors of the padded input `images` (N, 3, H, W); cached per size and device."""
+    def anchors(self, images: Tensor) -> Anchors:
+        """`Anchors` of the padded input `images` (N, 3, H, W): boxes (HWA, 4) xyxy pixels and per-level counts;
+        cached per size and device."""
         return self.anchor_generator(tuple(images.shape[-2:]), images.device)
 
     def ground_truth(self, anchors: Tensor, targets: Sequence[dict]) -> list[tuple[Tensor, Tensor, Tensor]]:
@@ -78,19 +79,18 @@ class RetinaNet(nn.Module):
                                      f"[0, {self.num_classes - 1}], got {sorted(set(bad.tolist()))[:10]}")
         return gt
 
-    def assign(self, anchors: Tensor, gt: Sequence[tuple[Tensor, Tensor, Tensor]]) -> list[Assignment]:
+    def assign(self, anchors: Anchors, gt: Sequence[tuple[Tensor, Tensor, Tensor]]) -> list[Assignment]:
         """One `Assignment` per image of `gt` (as returned by `ground_truth`)."""
-        counts = self.anchor_generator.level_counts(anchors)
-        return [self.assigner(anchors, boxes, labels, crowd, counts) for boxes, labels, crowd in gt]
+        return [self.assigner(anchors.boxes, boxes, labels, crowd, anchors.level_counts) for boxes, labels, crowd in gt]
 
-    def loss_targets(self, outputs: dict[str, Tensor], anchors: Tensor, targets: Sequence[dict]) -> LossTargets:
+    def loss_targets(self, outputs: dict[str, Tensor], anchors: Anchors, targets: Sequence[dict]) -> LossTargets:
         """Assigns every image and flattens to (anchor, class) pairs; see `models.targets`."""
-        gt = self.ground_truth(anchors, targets)
-        return build_loss_targets(outputs["cls_logits"], outputs["box_deltas"], anchors, self.assign(anchors, gt),
-                                  [boxes for boxes, _, _ in gt], self.box_coder)
+        gt = self.ground_truth(anchors.boxes, targets)
+        return build_loss_targets(outputs["cls_logits"], outputs["box_deltas"], anchors.boxes,
+                                  self.assign(anchors, gt), [boxes for boxes, _, _ in gt], self.box_coder)
 
-    def postprocess(self, outputs: dict[str, Tensor], anchors: Tensor,
+    def postprocess(self, outputs: dict[str, Tensor], anchors: Anchors,
                     targets: Sequence[dict]) -> list[dict[str, Tensor]]:
         """Per-image dicts boxes (D, 4) in original image pixels, scores (D,), labels (D,); see `models.postprocess`."""
-        counts = self.anchor_generator.level_counts(anchors)
-        return self.postprocessor(outputs["cls_logits"], outputs["box_deltas"], anchors, counts, targets)
+        return self.postprocessor(outputs["cls_logits"], outputs["box_deltas"], anchors.boxes, anchors.level_counts,
+                                  targets)

@@ -1,10 +1,10 @@
-"""Ranking-based losses (AP, aLRP, NDCG) on one error-driven framework, self-balancing and box losses."""
-from alrp.losses.alrp import ALRPResult, alrp_loss
-from alrp.losses.ap import ap_loss, ap_loss_result
-from alrp.losses.balance import SelfBalance
-from alrp.losses.config import LossConfig
-from alrp.losses.ndcg import ndcg_loss
-from alrp.losses.ranking import RankingResult
+"""Ranking-based losses (AP, aLRP, NDCG) on one error-driven framework, self-balancing and box losses.
 
-__all__ = ["ALRPResult", "LossConfig", "RankingResult", "SelfBalance", "alrp_loss", "ap_loss", "ap_loss_result",
-           "ndcg_loss"]
+Exports load on first use, so ``alrp.losses.config`` (the ``loss`` config section) imports without torch.
+"""
+from alrp.lazy import lazy_exports
+
+_EXPORTS = {"ALRPResult": ".alrp", "alrp_loss": ".alrp", "ap_loss": ".ap", "ap_loss_result": ".ap",
+            "SelfBalance": ".balance", "LossConfig": ".config", "ndcg_loss": ".ndcg", "RankingResult": ".ranking"}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -43,9 +43,9 @@ def test_512_input_has_32736_anchors_with_six_per_location():
     gen = default_generator()
     anchors = gen((512, 512), torch.device("cpu"))
     assert gen.num_anchors_per_location == 6
-    assert anchors.shape == (32736, 4)
-    assert gen.level_counts(anchors) == [6 * 64 * 64, 6 * 32 * 32, 6 * 16 * 16, 6 * 8 * 8, 6 * 4 * 4]
-    assert anchors.dtype == torch.float32
+    assert anchors.boxes.shape == (32736, 4)
+    assert anchors.level_counts == (6 * 64 * 64, 6 * 32 * 32, 6 * 16 * 16, 6 * 8 * 8, 6 * 4 * 4)
+    assert anchors.boxes.dtype == torch.float32
 
 
 def test_feature_sizes_round_up():
@@ -61,21 +61,17 @@ def test_cache_returns_the_same_tensor_per_size_and_device():
 
 @pytest.mark.parametrize("size", [(100, 130), (128, 128), (333, 257)])
 @pytest.mark.parametrize("kw", [{}, {"ratios": [1.0], "base_scale": 8.0}, {"base_scale": 3.0, "scales": [1.3, 1.0]}])
-def test_level_counts_are_recovered_from_the_anchors(size, kw):
+def test_level_counts_are_the_feature_cells_times_a(size, kw):
     gen = default_generator(**kw)
-    anchors, counts = gen.grid_anchors(feature_sizes(size, gen.strides), torch.device("cpu"))
-    assert gen.level_counts(anchors) == list(counts)  # cached tensor
-    assert gen.level_counts(anchors.clone()) == list(counts)  # recognised from the anchor sides
-
-
-def test_level_counts_rejects_foreign_anchors():
-    with pytest.raises(ValueError, match="multiple of A"):
-        default_generator().level_counts(torch.zeros(7, 4))
+    anchors = gen(size, torch.device("cpu"))
+    a = gen.num_anchors_per_location
+    assert anchors.level_counts == tuple(h * w * a for h, w in feature_sizes(size, gen.strides))
+    assert sum(anchors.level_counts) == anchors.boxes.shape[0]
 
 
 def test_centres_tile_the_image():
     gen = default_generator(ratios=[1.0], scales=[1.0])
-    anchors = gen((64, 64), torch.device("cpu"))
+    anchors = gen((64, 64), torch.device("cpu")).boxes
     p3 = anchors[:64]
     centres = (p3[:, :2] + p3[:, 2:]) / 2
     assert centres[:, 0].min() == 4 and centres[:, 0].max() == 60  # (x + 0.5) * 8

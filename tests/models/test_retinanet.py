@@ -31,7 +31,7 @@ def test_forward_shapes_n2_at_512(small):
     with torch.no_grad():
         out = small(images)
     assert out["cls_logits"].shape == (2, 32736, 5) and out["box_deltas"].shape == (2, 32736, 4)
-    assert small.anchors(images).shape == (32736, 4)
+    assert small.anchors(images).boxes.shape == (32736, 4)
     assert small.anchors(images) is small.anchors(images)  # cached
 
 
@@ -44,7 +44,7 @@ def test_forward_is_the_same_in_train_and_eval_and_matches_anchors_for_odd_sizes
         b = small(images)
     assert a.keys() == b.keys() == {"cls_logits", "box_deltas"}
     torch.testing.assert_close(a["cls_logits"], b["cls_logits"])
-    assert a["box_deltas"].shape[1] == small.anchors(images).shape[0]
+    assert a["box_deltas"].shape[1] == small.anchors(images).boxes.shape[0]
 
 
 def test_r50_parameter_count_matches_torchvision_up_to_named_differences():
@@ -176,7 +176,7 @@ def test_everything_stays_on_the_input_device():
                {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "orig_size": (512, 384),
                 "scale": 0.5}]
     lt = model.loss_targets(out, anchors, targets)
-    assert anchors.device.type == lt.targets.device.type == lt.pos_pred_boxes.device.type == "cuda"
+    assert anchors.boxes.device.type == lt.targets.device.type == lt.pos_pred_boxes.device.type == "cuda"
     (lt.logits.sum() + lt.pos_pred_boxes.sum()).backward()
     out = {k: v.detach() + 5 for k, v in model(images).items()}
     dets = model.postprocess(out, anchors, targets)

@@ -65,7 +65,7 @@ def test_detector_loss_targets_are_consistent(tiny_detector):
     lt = tiny_detector.loss_targets(outputs, anchors, targets)
     k = 4
     t = lt.targets.view(3, -1, k)
-    assert lt.logits.shape == (3 * anchors.shape[0] * k,)
+    assert lt.logits.shape == (3 * anchors.boxes.shape[0] * k,)
     assert lt.num_pos == int((lt.targets == 1).sum()) > 0
     assert (t[1] == 1).sum() == 0 and (t[1] == -1).sum() == 0  # image without boxes: all background
     assert (t[0] == -1).any()  # in-between IoUs and the crowd box give ignored anchors
@@ -75,7 +75,7 @@ def test_detector_loss_targets_are_consistent(tiny_detector):
     img, anc, cls = (t == 1).nonzero(as_tuple=True)
     assert cls[img == 0].unique().tolist() == [1, 3] and cls[img == 2].unique().tolist() == [0]
     coder = tiny_detector.box_coder
-    torch.testing.assert_close(coder.decode(lt.pos_gt_deltas, anchors[anc]), lt.pos_gt_boxes, atol=1e-3, rtol=0)
+    torch.testing.assert_close(coder.decode(lt.pos_gt_deltas, anchors.boxes[anc]), lt.pos_gt_boxes, atol=1e-3, rtol=0)
     torch.testing.assert_close(lt.pos_pred_deltas, outputs["box_deltas"][img, anc])
     assert lt.pos_pred_boxes.requires_grad and lt.logits.requires_grad
 
