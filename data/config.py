@@ -7,24 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from alrp.validation import check, check_choice
+
 INTERPOLATIONS = ("linear", "area", "nearest", "cubic", "lanczos4")
 LIGHTING_MODES = ("pca", "channel_swap", "none")
 NORMALIZE_MODES = ("bgr_mean", "rgb_mean_std")
 TRAIN_PRESETS = ("ssd", "flip", "none")
 
 
-def _check(cond: bool, key: str, msg: str) -> None:
-    if not cond:
-        raise ValueError(f"data config: {key}: {msg}")
-
-
-def _check_range(value: list[float], key: str, lo: float, hi: float) -> None:
-    _check(len(value) == 2, key, f"expected [low, high], got {value!r}")
-    _check(lo <= value[0] <= value[1] <= hi, key, f"need {lo} <= low <= high <= {hi}, got {value!r}")
+def _check_interval(value: list[float], key: str, lo: float, hi: float) -> None:
+    check(len(value) == 2, key, f"expected [low, high], got {value!r}")
+    check(lo <= value[0] <= value[1] <= hi, key, f"need {lo} <= low <= high <= {hi}, got {value!r}")
 
 
 def _check_prob(value: float, key: str) -> None:
-    _check(0.0 <= value <= 1.0, key, f"probability must be in [0, 1], got {value!r}")
+    check(0.0 <= value <= 1.0, key, f"probability must be in [0, 1], got {value!r}")
 
 
 @dataclass
@@ -67,25 +64,26 @@ class SSDAugConfig:
 
     def __post_init__(self) -> None:
         for name in ("brightness", "contrast", "saturation", "hue", "contrast_first", "lighting", "expand", "flip"):
-            _check_prob(getattr(self, f"{name}_prob"), f"ssd.{name}_prob")
-        _check(0.0 <= self.brightness_delta <= 255.0, "ssd.brightness_delta", "must be in [0, 255]")
-        _check(0.0 <= self.hue_delta <= 180.0, "ssd.hue_delta", "must be in [0, 180] degrees")
-        _check_range(self.contrast_range, "ssd.contrast_range", 0.0, float("inf"))
-        _check_range(self.saturation_range, "ssd.saturation_range", 0.0, float("inf"))
-        _check(self.lighting in LIGHTING_MODES, "ssd.lighting", f"must be one of {LIGHTING_MODES}")
-        _check(self.lighting_std >= 0.0, "ssd.lighting_std", "must be >= 0")
-        _check_range(self.expand_ratio, "ssd.expand_ratio", 1.0, float("inf"))
-        _check(len(self.crop_modes) > 0, "ssd.crop_modes", "must not be empty")
+            _check_prob(getattr(self, f"{name}_prob"), f"data.ssd.{name}_prob")
+        check(0.0 <= self.brightness_delta <= 255.0, "data.ssd.brightness_delta", "must be in [0, 255]")
+        check(0.0 <= self.hue_delta <= 180.0, "data.ssd.hue_delta", "must be in [0, 180] degrees")
+        _check_interval(self.contrast_range, "data.ssd.contrast_range", 0.0, float("inf"))
+        _check_interval(self.saturation_range, "data.ssd.saturation_range", 0.0, float("inf"))
+        check_choice("data.ssd.lighting", self.lighting, LIGHTING_MODES)
+        check(self.lighting_std >= 0.0, "data.ssd.lighting_std", "must be >= 0")
+        _check_interval(self.expand_ratio, "data.ssd.expand_ratio", 1.0, float("inf"))
+        check(len(self.crop_modes) > 0, "data.ssd.crop_modes", "must not be empty")
         for mode in self.crop_modes:
-            _check(mode is None or 0.0 <= mode <= 1.0, "ssd.crop_modes", f"entries are null or an IoU in [0, 1], got {mode!r}")
-        _check(self.crop_require in ("any", "all"), "ssd.crop_require", "must be 'any' or 'all'")
-        _check(self.crop_trials >= 1, "ssd.crop_trials", "must be >= 1")
-        _check_range(self.crop_scale, "ssd.crop_scale", 0.0, 1.0)
-        _check(self.crop_scale[1] > 0.0, "ssd.crop_scale", "high must be > 0")
-        _check_range(self.crop_aspect, "ssd.crop_aspect", 0.0, float("inf"))
-        _check(len(self.interpolations) > 0, "ssd.interpolations", "must not be empty")
+            check(mode is None or 0.0 <= mode <= 1.0, "data.ssd.crop_modes",
+                  f"entries are null or an IoU in [0, 1], got {mode!r}")
+        check_choice("data.ssd.crop_require", self.crop_require, ("any", "all"))
+        check(self.crop_trials >= 1, "data.ssd.crop_trials", "must be >= 1")
+        _check_interval(self.crop_scale, "data.ssd.crop_scale", 0.0, 1.0)
+        check(self.crop_scale[1] > 0.0, "data.ssd.crop_scale", "high must be > 0")
+        _check_interval(self.crop_aspect, "data.ssd.crop_aspect", 0.0, float("inf"))
+        check(len(self.interpolations) > 0, "data.ssd.interpolations", "must not be empty")
         for name in self.interpolations:
-            _check(name in INTERPOLATIONS, "ssd.interpolations", f"unknown {name!r}; choose from {INTERPOLATIONS}")
+            check_choice("data.ssd.interpolations", name, INTERPOLATIONS)
 
 
 @dataclass
@@ -115,14 +113,14 @@ class DataConfig:
     def __post_init__(self) -> None:
         if isinstance(self.ssd, dict):  # tolerate a plain mapping (e.g. from YAML) for the nested section
             self.ssd = SSDAugConfig(**self.ssd)
-        _check(bool(self.root), "root", "must not be empty")
-        _check(self.train_preset in TRAIN_PRESETS, "train_preset", f"must be one of {TRAIN_PRESETS}")
+        check(bool(self.root), "data.root", "must not be empty")
+        check_choice("data.train_preset", self.train_preset, TRAIN_PRESETS)
         for key in ("train_size", "eval_short_side", "eval_max_size", "pad_divisor"):
-            _check(getattr(self, key) >= 1, key, "must be >= 1")
-        _check(self.eval_max_size >= self.eval_short_side, "eval_max_size", "must be >= eval_short_side")
-        _check(self.num_workers >= 0, "num_workers", "must be >= 0")
-        _check(self.on_bad_image in ("error", "skip"), "on_bad_image", "must be 'error' or 'skip'")
-        _check(self.normalize in NORMALIZE_MODES, "normalize", f"must be one of {NORMALIZE_MODES}")
+            check(getattr(self, key) >= 1, f"data.{key}", "must be >= 1")
+        check(self.eval_max_size >= self.eval_short_side, "data.eval_max_size", "must be >= eval_short_side")
+        check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        check_choice("data.on_bad_image", self.on_bad_image, ("error", "skip"))
+        check_choice("data.normalize", self.normalize, NORMALIZE_MODES)
 
     def split_folder(self, split: str) -> str:
         """The split folder/annotation name of `split` ('train' or 'val'), e.g. 'val' -> `val_split` ('val2017')."""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+from alrp.validation import ConfigValueError
+
 from .config import DataConfig
 from .photometric import PhotometricDistort
 from .transforms import Compose, Expand, HorizontalFlip, MinIoURandomCrop, Normalize, Resize, ResizeShortSide
@@ -22,7 +24,7 @@ def normalization(mode: str) -> tuple[tuple[float, ...], tuple[float, ...], bool
         return BGR_MEAN_ABLATION, (1.0, 1.0, 1.0), False
     if mode == "rgb_mean_std":
         return BGR_MEAN_MMDET, BGR_STD_MMDET, True
-    raise ValueError(f"data config: normalize: unknown mode {mode!r}")
+    raise ConfigValueError("data.normalize", f"unknown mode {mode!r}")
 
 
 def build_train_transforms(cfg: DataConfig) -> Compose:
@@ -51,7 +53,7 @@ def build_train_transforms(cfg: DataConfig) -> Compose:
         return Compose([Resize(size), HorizontalFlip(a.flip_prob), normalize])
     if cfg.train_preset == "none":
         return Compose([Resize(size), normalize])
-    raise ValueError(f"data config: train_preset: unknown preset {cfg.train_preset!r}")
+    raise ConfigValueError("data.train_preset", f"unknown preset {cfg.train_preset!r}")
 
 
 def build_eval_transforms(cfg: DataConfig) -> Compose:

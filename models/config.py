@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from alrp.validation import ConfigValueError, check_choice, check_range
+
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d", "resnext101_64x4d")
 BACKBONE_NORMS = ("frozen_bn", "bn", "gn")
 HEAD_NORMS = (None, "gn")
@@ -15,21 +17,6 @@ P6_SOURCES = ("c5", "p5")
 ASSIGNERS = ("max_iou", "atss")
 FPN_STRIDES = (8, 16, 32, 64, 128)  # P3..P7: fixed by the FPN
 GN_GROUPS = 32
-
-
-def _fail(key: str, message: str) -> None:
-    raise ValueError(f"model config: {key}: {message}")
-
-
-def _check_choice(key: str, value: object, choices: tuple) -> None:
-    if value not in choices:
-        _fail(key, f"{value!r} is not one of {list(choices)}")
-
-
-def _check_range(key: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
-    ok = (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        _fail(key, f"{value!r} must be in {'(' if low_open else '['}{low}, {high}]")
 
 
 @dataclass
@@ -52,11 +39,11 @@ class BackboneConfig:
     pretrained: str | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("backbone.name", self.name, BACKBONES)
-        _check_choice("backbone.norm", self.norm, BACKBONE_NORMS)
-        _check_range("backbone.frozen_stages", self.frozen_stages, 0, 4)
+        check_choice("model.backbone.name", self.name, BACKBONES)
+        check_choice("model.backbone.norm", self.norm, BACKBONE_NORMS)
+        check_range("model.backbone.frozen_stages", self.frozen_stages, 0, 4)
         if self.pretrained is not None and not str(self.pretrained).strip():
-            _fail("backbone.pretrained", "empty path (use null for random init)")
+            raise ConfigValueError("model.backbone.pretrained", "empty path (use null for random init)")
 
 
 @dataclass
@@ -74,8 +61,8 @@ class FPNConfig:
     relu_before_p7: bool = True
 
     def __post_init__(self) -> None:
-        _check_range("fpn.channels", self.channels, 1, 1 << 16)
-        _check_choice("fpn.p6_from", self.p6_from, P6_SOURCES)
+        check_range("model.fpn.channels", self.channels, 1, 1 << 16)
+        check_choice("model.fpn.p6_from", self.p6_from, P6_SOURCES)
 
 
 @dataclass
@@ -96,13 +83,14 @@ class HeadConfig:
     box_init_std: float = 0.001
 
     def __post_init__(self) -> None:
-        _check_range("head.channels", self.channels, 1, 1 << 16)
-        _check_range("head.num_convs", self.num_convs, 0, 16)
-        _check_choice("head.norm", self.norm, HEAD_NORMS)
+        check_range("model.head.channels", self.channels, 1, 1 << 16)
+        check_range("model.head.num_convs", self.num_convs, 0, 16)
+        check_choice("model.head.norm", self.norm, HEAD_NORMS)
         if self.norm == "gn" and self.channels % GN_GROUPS:
-            _fail("head.channels", f"{self.channels} must be a multiple of {GN_GROUPS} with head.norm='gn'")
-        _check_range("head.prior_prob", self.prior_prob, 0.0, 1.0 - 1e-12, low_open=True)
-        _check_range("head.box_init_std", self.box_init_std, 0.0, 1.0, low_open=True)
+            raise ConfigValueError("model.head.channels",
+                                   f"{self.channels} must be a multiple of {GN_GROUPS} with head.norm='gn'")
+        check_range("model.head.prior_prob", self.prior_prob, 0.0, 1.0 - 1e-12, low_open=True)
+        check_range("model.head.box_init_std", self.box_init_std, 0.0, 1.0, low_open=True)
 
 
 @dataclass
@@ -118,10 +106,10 @@ class AnchorConfig:
     ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
 
     def __post_init__(self) -> None:
-        _check_range("anchors.base_scale", self.base_scale, 0.0, 1e4, low_open=True)
+        check_range("model.anchors.base_scale", self.base_scale, 0.0, 1e4, low_open=True)
         for key, values in (("anchors.scales", self.scales), ("anchors.ratios", self.ratios)):
             if not values or any(not v > 0 for v in values):
-                _fail(key, f"{values!r} must be a non-empty list of positive numbers")
+                raise ConfigValueError(f"model.{key}", f"{values!r} must be a non-empty list of positive numbers")
 
 
 @dataclass
@@ -145,11 +133,11 @@ class AssignerConfig:
     crowd_ignore_iof: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_choice("assigner.name", self.name, ASSIGNERS)
-        _check_range("assigner.pos_iou", self.pos_iou, 0.0, 1.0, low_open=True)
-        _check_range("assigner.neg_iou", self.neg_iou, 0.0, self.pos_iou)
-        _check_range("assigner.atss_topk", self.atss_topk, 1, 1 << 20)
-        _check_range("assigner.crowd_ignore_iof", self.crowd_ignore_iof, 0.0, 1.0)
+        check_choice("model.assigner.name", self.name, ASSIGNERS)
+        check_range("model.assigner.pos_iou", self.pos_iou, 0.0, 1.0, low_open=True)
+        check_range("model.assigner.neg_iou", self.neg_iou, 0.0, self.pos_iou)
+        check_range("model.assigner.atss_topk", self.atss_topk, 1, 1 << 20)
+        check_range("model.assigner.crowd_ignore_iof", self.crowd_ignore_iof, 0.0, 1.0)
 
 
 @dataclass
@@ -161,8 +149,8 @@ class BoxCoderConfig:
 
     def __post_init__(self) -> None:
         if len(self.weights) != 4 or any(not w > 0 for w in self.weights):
-            _fail("box_coder.weights", f"{self.weights!r} must be 4 positive numbers")
-        _check_range("box_coder.clamp", self.clamp, 0.0, 20.0, low_open=True)
+            raise ConfigValueError("model.box_coder.weights", f"{self.weights!r} must be 4 positive numbers")
+        check_range("model.box_coder.clamp", self.clamp, 0.0, 20.0, low_open=True)
 
 
 @dataclass
@@ -175,10 +163,10 @@ class PostprocessConfig:
     max_detections: int = 100
 
     def __post_init__(self) -> None:
-        _check_range("postprocess.score_threshold", self.score_threshold, 0.0, 1.0)
-        _check_range("postprocess.pre_nms_topk", self.pre_nms_topk, 1, 1 << 30)
-        _check_range("postprocess.nms_iou", self.nms_iou, 0.0, 1.0)
-        _check_range("postprocess.max_detections", self.max_detections, 1, 1 << 30)
+        check_range("model.postprocess.score_threshold", self.score_threshold, 0.0, 1.0)
+        check_range("model.postprocess.pre_nms_topk", self.pre_nms_topk, 1, 1 << 30)
+        check_range("model.postprocess.nms_iou", self.nms_iou, 0.0, 1.0)
+        check_range("model.postprocess.max_detections", self.max_detections, 1, 1 << 30)
 
 
 @dataclass
@@ -204,7 +192,7 @@ class ModelConfig:
                 try:
                     value = cls(**value)
                 except TypeError as err:
-                    _fail(name, str(err))
+                    raise ConfigValueError(f"model.{name}", str(err))
                 setattr(self, name, value)
             if not isinstance(value, cls):
-                _fail(name, f"expected a {cls.__name__}, got {type(value).__name__}")
+                raise ConfigValueError(f"model.{name}", f"expected a {cls.__name__}, got {type(value).__name__}")

@@ -23,13 +23,9 @@ import yaml
 from training import config_loader
 from training.config_loader import ConfigError, config_to_dict, parse_override  # noqa: F401 (re-exported API)
 from alrp.losses.config import LossConfig
+from alrp.validation import check, check_choice
 from data.config import DataConfig
 from models.config import ModelConfig
-
-
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ValueError(f"{key}: {message}")
 
 
 @dataclass
@@ -64,28 +60,27 @@ class TrainConfig:
     max_iters: int | None = None
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "epochs", f"{self.epochs} must be >= 1")
-        _check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
-        _check(self.ref_batch_size >= 1, "ref_batch_size", f"{self.ref_batch_size} must be >= 1")
-        _check(self.optimizer in ("sgd", "adamw"), "optimizer", f"{self.optimizer!r} is not one of ['sgd', 'adamw']")
-        _check(self.lr > 0, "lr", f"{self.lr} must be > 0")
-        _check(0 <= self.momentum < 1, "momentum", f"{self.momentum} must be in [0, 1)")
-        _check(self.weight_decay >= 0, "weight_decay", f"{self.weight_decay} must be >= 0")
-        _check(self.lr_schedule in ("step", "cosine"), "lr_schedule",
-               f"{self.lr_schedule!r} is not one of ['step', 'cosine']")
-        _check(all(s >= 0 for s in self.lr_steps) and list(self.lr_steps) == sorted(self.lr_steps), "lr_steps",
-               f"{self.lr_steps} must be non-negative epochs in increasing order")
-        _check(0 < self.lr_gamma <= 1, "lr_gamma", f"{self.lr_gamma} must be in (0, 1]")
-        _check(self.warmup_iters >= 0, "warmup_iters", f"{self.warmup_iters} must be >= 0")
-        _check(self.warmup_mode in ("ablation", "linear"), "warmup_mode",
-               f"{self.warmup_mode!r} is not one of ['ablation', 'linear']")
-        _check(0 < self.warmup_factor <= 1, "warmup_factor", f"{self.warmup_factor} must be in (0, 1]")
-        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", f"{self.grad_clip} must be > 0 or null")
-        _check(self.log_interval >= 1, "log_interval", f"{self.log_interval} must be >= 1")
-        _check(self.checkpoint_interval_iters >= 0, "checkpoint_interval_iters", "must be >= 0 (0 = off)")
-        _check(self.keep_checkpoints >= 1, "keep_checkpoints", f"{self.keep_checkpoints} must be >= 1")
-        _check(self.eval_interval >= 0, "eval_interval", f"{self.eval_interval} must be >= 0 (0 = never)")
-        _check(self.max_iters is None or self.max_iters >= 1, "max_iters", f"{self.max_iters} must be >= 1 or null")
+        check(self.epochs >= 1, "train.epochs", f"{self.epochs} must be >= 1")
+        check(self.batch_size >= 1, "train.batch_size", f"{self.batch_size} must be >= 1")
+        check(self.ref_batch_size >= 1, "train.ref_batch_size", f"{self.ref_batch_size} must be >= 1")
+        check_choice("train.optimizer", self.optimizer, ("sgd", "adamw"))
+        check(self.lr > 0, "train.lr", f"{self.lr} must be > 0")
+        check(0 <= self.momentum < 1, "train.momentum", f"{self.momentum} must be in [0, 1)")
+        check(self.weight_decay >= 0, "train.weight_decay", f"{self.weight_decay} must be >= 0")
+        check_choice("train.lr_schedule", self.lr_schedule, ("step", "cosine"))
+        check(all(s >= 0 for s in self.lr_steps) and list(self.lr_steps) == sorted(self.lr_steps), "train.lr_steps",
+              f"{self.lr_steps} must be non-negative epochs in increasing order")
+        check(0 < self.lr_gamma <= 1, "train.lr_gamma", f"{self.lr_gamma} must be in (0, 1]")
+        check(self.warmup_iters >= 0, "train.warmup_iters", f"{self.warmup_iters} must be >= 0")
+        check_choice("train.warmup_mode", self.warmup_mode, ("ablation", "linear"))
+        check(0 < self.warmup_factor <= 1, "train.warmup_factor", f"{self.warmup_factor} must be in (0, 1]")
+        check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip", f"{self.grad_clip} must be > 0 or null")
+        check(self.log_interval >= 1, "train.log_interval", f"{self.log_interval} must be >= 1")
+        check(self.checkpoint_interval_iters >= 0, "train.checkpoint_interval_iters", "must be >= 0 (0 = off)")
+        check(self.keep_checkpoints >= 1, "train.keep_checkpoints", f"{self.keep_checkpoints} must be >= 1")
+        check(self.eval_interval >= 0, "train.eval_interval", f"{self.eval_interval} must be >= 0 (0 = never)")
+        check(self.max_iters is None or self.max_iters >= 1, "train.max_iters",
+              f"{self.max_iters} must be >= 1 or null")
 
 
 @dataclass
@@ -97,8 +92,8 @@ class EvalConfig:
     plots: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.split in ("val", "train"), "split", f"{self.split!r} is not one of ['val', 'train']")
-        _check(self.batch_size >= 1, "batch_size", f"{self.batch_size} must be >= 1")
+        check_choice("eval.split", self.split, ("val", "train"))
+        check(self.batch_size >= 1, "eval.batch_size", f"{self.batch_size} must be >= 1")
 
 
 @dataclass
@@ -119,12 +114,12 @@ class Config:
     output_dir: str = "runs"
 
     def __post_init__(self) -> None:
-        _check(re.fullmatch(r"[A-Za-z0-9_.+=-]*", self.name) is not None and self.name not in (".", ".."), "name",
-               f"{self.name!r} must be a plain folder name (letters, digits, _ . + = -)")
-        _check(self.seed >= 0, "seed", f"{self.seed} must be >= 0")
-        _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
-               f"{self.device!r} is not 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        _check(bool(self.output_dir.strip()), "output_dir", "must not be empty")
+        check(re.fullmatch(r"[A-Za-z0-9_.+=-]*", self.name) is not None and self.name not in (".", ".."), "name",
+              f"{self.name!r} must be a plain folder name (letters, digits, _ . + = -)")
+        check(self.seed >= 0, "seed", f"{self.seed} must be >= 0")
+        check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
+              f"{self.device!r} is not 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        check(bool(self.output_dir.strip()), "output_dir", "must not be empty")
 
     @property
     def run_dir(self) -> Path:

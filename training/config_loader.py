@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
+from alrp.validation import ConfigValueError
+
 OVERRIDE_SOURCE = "--set"
 
 
@@ -216,6 +218,8 @@ def _build(cls: type, data: dict, prefix: str, ctx: _Ctx) -> Any:
             raise ctx.section_error(join(name), "missing required value")
     try:
         return cls(**kwargs)
+    except ConfigValueError as err:  # a section's own check: name the file that set the key
+        raise ctx.error(err.key, err.message) from None
     except (ValueError, TypeError) as err:
         raise ctx.section_error(prefix, str(err)) from None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from alrp.validation import check, check_choice, check_range
+
 LOSS_NAMES = ("alrp", "ap", "focal")
 BOX_LOSSES = {"alrp": ("iou", "giou"), "ap": ("smooth_l1", "l1", "iou", "giou"),
               "focal": ("smooth_l1", "l1", "iou", "giou")}
@@ -37,27 +39,20 @@ class LossConfig:
     wrong_target: bool = False
 
     def __post_init__(self) -> None:
-        if self.name not in LOSS_NAMES:
-            raise ValueError(f"loss.name must be one of {LOSS_NAMES}, got {self.name!r}")
-        if self.box_loss not in BOX_LOSSES[self.name]:
-            raise ValueError(f"loss.box_loss must be one of {BOX_LOSSES[self.name]} for loss.name={self.name!r}, "
-                             f"got {self.box_loss!r}")
+        check_choice("loss.name", self.name, LOSS_NAMES)
+        check_choice("loss.box_loss", self.box_loss, BOX_LOSSES[self.name])
         for key in ("delta", "sb_init", "smooth_l1_beta"):
             _require(key, getattr(self, key), positive=True)
         for key in ("loc_weight", "focal_gamma", "focal_alpha"):
             _require(key, getattr(self, key), positive=False)
-        if not 0.0 <= self.focal_alpha <= 1.0:
-            raise ValueError(f"loss.focal_alpha must be in [0, 1], got {self.focal_alpha!r}")
+        check_range("loss.focal_alpha", self.focal_alpha, 0.0, 1.0)
         for key in ("self_balance", "wrong_target"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"loss.{key} must be true or false, got {getattr(self, key)!r}")
-        if self.wrong_target and self.name != "alrp":
-            raise ValueError(f"loss.wrong_target applies to loss.name='alrp' only, got name={self.name!r}")
+            check(isinstance(getattr(self, key), bool), f"loss.{key}", f"{getattr(self, key)!r} must be true or false")
+        check(not self.wrong_target or self.name == "alrp", "loss.wrong_target",
+              f"applies to loss.name='alrp' only, got name={self.name!r}")
 
 
 def _require(key: str, value: object, positive: bool) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > 0 if positive else value >= 0)
-    if not ok:
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"loss.{key} must be a finite number {bound}, got {value!r}")
+    check(ok, f"loss.{key}", f"{value!r} must be a finite number {'> 0' if positive else '>= 0'}")

@@ -28,7 +28,7 @@ def test_mmdet_variant():
     ({"num_workers": -1}, "num_workers"),
 ])
 def test_bad_values_name_the_key(kwargs, key):
-    with pytest.raises(ValueError, match=f"data config: {key}:"):
+    with pytest.raises(ValueError, match=f"^data.{key}: "):
         DataConfig(**kwargs)
 
 
@@ -42,7 +42,7 @@ def test_bad_values_name_the_key(kwargs, key):
     ({"expand_ratio": [0.5, 2.0]}, "ssd.expand_ratio"),
 ])
 def test_bad_augmentation_values_name_the_key(kwargs, key):
-    with pytest.raises(ValueError, match=f"data config: {key}:"):
+    with pytest.raises(ValueError, match=f"^data.{key}: "):
         SSDAugConfig(**kwargs)
 
 
