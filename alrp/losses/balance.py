@@ -11,8 +11,7 @@ import math
 from typing import Any
 
 import torch
-
-from training import distributed as dist_utils
+import torch.distributed as dist
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,10 @@ class SelfBalance:
         Returns the weight now in use.
         """
         sums = [self._sum_cls, self._sum_loc, float(self._count)]
-        if distributed and dist_utils.is_initialized():
-            sums = dist_utils.all_reduce_sum(torch.tensor(sums, dtype=torch.float64, device=_reduce_device())).tolist()
+        if distributed and dist.is_available() and dist.is_initialized():
+            totals = torch.tensor(sums, dtype=torch.float64, device=_reduce_device())
+            dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+            sums = totals.tolist()
         sum_cls, sum_loc, count = sums
         self._sum_cls, self._sum_loc, self._count = 0.0, 0.0, 0
         if count <= 0:
@@ -79,6 +80,6 @@ class SelfBalance:
 
 def _reduce_device() -> torch.device:
     """Where a collective of this process group runs: the current CUDA device for nccl, else the CPU."""
-    if torch.distributed.get_backend() == "nccl":
+    if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
