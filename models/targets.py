@@ -6,40 +6,15 @@ for all. Positives' boxes are listed in the order their positive pair appears.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
+from alrp.losses.targets import LossTargets
+
 from .assigners import BACKGROUND, IGNORE, Assignment
 from .box_coder import BoxCoder
-
-
-@dataclass
-class LossTargets:
-    """Everything the criteria in `alrp/` need (see docs/architecture.md).
-
-    Attributes:
-        logits: (M,) float logits of (anchor, class) pairs over the batch, row-major (image, anchor, class).
-        targets: (M,) int64, 1 positive, 0 negative, -1 ignored.
-        pos_pred_boxes: (P, 4) xyxy pixels, decoded predictions of the positive anchors (differentiable).
-        pos_gt_boxes: (P, 4) xyxy pixels, matched ground truth.
-        pos_pred_deltas: (P, 4) raw predicted deltas (differentiable).
-        pos_gt_deltas: (P, 4) encoded ground truth (BoxCoder weights 0.1, 0.1, 0.2, 0.2).
-    """
-
-    logits: Tensor
-    targets: Tensor
-    pos_pred_boxes: Tensor
-    pos_gt_boxes: Tensor
-    pos_pred_deltas: Tensor
-    pos_gt_deltas: Tensor
-
-    @property
-    def num_pos(self) -> int:
-        """P: number of positive anchors (= positive pairs)."""
-        return int(self.pos_gt_boxes.shape[0])
 
 
 def pair_targets(labels: Tensor, num_classes: int) -> Tensor:

@@ -1,6 +1,6 @@
 """Detection criteria: LossTargets -> named losses for aLRP Loss, AP Loss + box loss, focal loss + box loss.
 
-The input is a `LossTargets` (the `LossTargetsLike` protocol below: ``logits (M,)``, ``targets (M,)``,
+The input is a `LossTargets` (alrp/losses/targets.py: ``logits (M,)``, ``targets (M,)``,
 ``pos_pred_boxes (P, 4)``, ``pos_gt_boxes (P, 4)``, ``pos_pred_deltas (P, 4)``, ``pos_gt_deltas (P, 4)``,
 ``num_pos``). Every criterion returns ``{"total", "cls", "loc", "loc_weight", "grad_pos_sum", "grad_neg_sum",
 "num_pos"}``; backpropagate ``total = cls + loc_weight * loc``. The rest are detached. The losses run in float32
@@ -11,7 +11,7 @@ and `end_epoch()` at each epoch end, and checkpoints hold `state_dict()`.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,20 +23,7 @@ from alrp.losses.ap import ap_loss_result
 from alrp.losses.balance import SelfBalance
 from alrp.losses.box import box_loss, loc_error
 from alrp.losses.config import LossConfig
-
-
-class LossTargetsLike(Protocol):
-    """What a criterion reads (`models.targets.LossTargets` is the implementation)."""
-
-    logits: Tensor
-    targets: Tensor
-    pos_pred_boxes: Tensor
-    pos_gt_boxes: Tensor
-    pos_pred_deltas: Tensor
-    pos_gt_deltas: Tensor
-
-    @property
-    def num_pos(self) -> int: ...
+from alrp.losses.targets import LossTargets
 
 
 class Criterion:
@@ -85,7 +72,7 @@ class Criterion:
         if self.self_balance is not None and state.get("self_balance") is not None:
             self.self_balance.load_state_dict(state["self_balance"])
 
-    def __call__(self, lt: LossTargetsLike) -> dict[str, Tensor]:
+    def __call__(self, lt: LossTargets) -> dict[str, Tensor]:
         """Compute the named losses of one batch's LossTargets."""
         logits = lt.logits
         if not isinstance(logits, Tensor) or logits.dim() != 1:
@@ -100,11 +87,11 @@ class Criterion:
                 "grad_pos_sum": pos_sum.detach().to(device), "grad_neg_sum": neg_sum.detach().to(device),
                 "num_pos": torch.tensor(num_pos, dtype=torch.int64, device=device)}
 
-    def losses(self, lt: LossTargetsLike) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def losses(self, lt: LossTargets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(cls, loc, grad_pos_sum, grad_neg_sum) in float32 / float64; implemented by subclasses."""
         raise NotImplementedError
 
-    def _box_loss(self, lt: LossTargetsLike) -> Tensor:
+    def _box_loss(self, lt: LossTargets) -> Tensor:
         return box_loss(self.box_loss, pred_boxes=lt.pos_pred_boxes.float(), gt_boxes=lt.pos_gt_boxes.float(),
                         pred_deltas=lt.pos_pred_deltas.float(), gt_deltas=lt.pos_gt_deltas.float(),
                         smooth_l1_beta=self.smooth_l1_beta)
@@ -120,7 +107,7 @@ class ALRPCriterion(Criterion):
         self.delta = float(delta)
         self.wrong_target = bool(wrong_target)
 
-    def losses(self, lt: LossTargetsLike) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def losses(self, lt: LossTargets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         errors = loc_error(lt.pos_pred_boxes.float(), lt.pos_gt_boxes.float(), kind=self.box_loss)
         res = alrp_loss(lt.logits.float(), lt.targets, errors, self.delta, wrong_target=self.wrong_target)
         return res.cls, res.loc, res.grad_pos_sum, res.grad_neg_sum
@@ -133,7 +120,7 @@ class APCriterion(Criterion):
         super().__init__(**kwargs)
         self.delta = float(delta)
 
-    def losses(self, lt: LossTargetsLike) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def losses(self, lt: LossTargets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         res = ap_loss_result(lt.logits.float(), lt.targets, self.delta)
         return res.loss, self._box_loss(lt), res.grad_pos_sum, res.grad_neg_sum
 
@@ -149,7 +136,7 @@ class FocalCriterion(Criterion):
         self.alpha = float(alpha)
         self.gamma = float(gamma)
 
-    def losses(self, lt: LossTargetsLike) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def losses(self, lt: LossTargets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         targets = lt.targets
         x = lt.logits.float()
         y = targets.eq(1).to(x.dtype)
