@@ -15,13 +15,11 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from .weights import PretrainedWeightsError, resolve_pretrained
+
 log = logging.getLogger(__name__)
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
-
-
-class PretrainedWeightsError(ValueError):
-    """`backbone.pretrained` is not a torchvision-format state dict that fits the backbone (message names the file)."""
 
 
 class FrozenStatsBatchNorm2d(nn.Module):
@@ -87,7 +85,8 @@ class ResNetBackbone(nn.Module):
 
     Args:
         name: torchvision constructor ('resnet50', 'resnext101_32x8d', ...). norm / freeze_affine: see module doc.
-        frozen_stages: 0..4. pretrained: local state dict path or None (random init, logged).
+        frozen_stages: 0..4. pretrained: local state dict path, `imagenet` / a torchvision weights enum name
+        (resolved through the torch hub cache by `models.weights`), or None (random init, logged).
     Attributes:
         out_channels: channels of C3, C4, C5 (e.g. [512, 1024, 2048]).
     """
@@ -100,7 +99,7 @@ class ResNetBackbone(nn.Module):
             raise ValueError(f"backbone: unknown ResNet/ResNeXt {name!r}")
         net = constructor(weights=None, norm_layer=norm_layer(norm, freeze_affine))
         if pretrained is not None:
-            load_pretrained(net, pretrained)
+            load_pretrained(net, resolve_pretrained(name, pretrained))
         else:
             log.info("backbone: %s randomly initialised (no backbone.pretrained given)", name)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from alrp.validation import ConfigValueError, check_choice, check_range
 
+from .weights import is_named, weights_enum
+
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d", "resnext101_64x4d")
 BACKBONE_NORMS = ("frozen_bn", "bn", "gn")
 HEAD_NORMS = (None, "gn")
@@ -29,7 +31,9 @@ class BackboneConfig:
             training from scratch).
         freeze_affine: with 'frozen_bn', also freeze the BatchNorm scale and shift (ablation code: True).
         frozen_stages: 0 = nothing frozen, 1 = stem + stage 1 (default), ..., 4 = the whole body.
-        pretrained: path of a local torchvision-format state dict, or None for random init.
+        pretrained: `imagenet` (torchvision's `<Body>_Weights.IMAGENET1K_V1`, from the torch hub cache, downloaded
+            when missing), a torchvision enum name such as `ResNet50_Weights.IMAGENET1K_V2`, the path of a local
+            torchvision-format state dict, or None for random init.
     """
 
     name: str = "resnet50"
@@ -44,6 +48,12 @@ class BackboneConfig:
         check_range("model.backbone.frozen_stages", self.frozen_stages, 0, 4)
         if self.pretrained is not None and not str(self.pretrained).strip():
             raise ConfigValueError("model.backbone.pretrained", "empty path (use null for random init)")
+        if self.pretrained is not None and is_named(str(self.pretrained)):
+            try:
+                weights_enum(self.name, str(self.pretrained))
+            except ValueError as err:
+                raise ConfigValueError("model.backbone.pretrained",
+                                       str(err).removeprefix("backbone.pretrained: ")) from None
 
 
 @dataclass
