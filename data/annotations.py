@@ -54,8 +54,11 @@ def _fail(path: Path, msg: str) -> NoReturn:
     raise DatasetError(f"{path}: {msg}")
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Reads a COCO annotation JSON; errors name the file (and the line for malformed JSON)."""
+def read_json(path: Path, keys: tuple[str, ...] = ("images", "annotations", "categories")) -> dict[str, Any]:
+    """Reads a COCO annotation JSON whose `keys` are lists; errors name the file (and the line for malformed JSON).
+
+    An image-info file (COCO test splits: images and categories, no annotations) needs `("images", "categories")`.
+    """
     if not path.is_file():
         _fail(path, "annotation file not found")
     try:
@@ -67,7 +70,7 @@ def read_json(path: Path) -> dict[str, Any]:
         _fail(path, f"not a UTF-8 JSON file ({err.reason})")
     if not isinstance(data, dict):
         _fail(path, f"top level must be a JSON object, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
+    for key in keys:
         if not isinstance(data.get(key), list):
             _fail(path, f"missing or non-list key {key!r}")
     return data
