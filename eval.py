@@ -1,10 +1,12 @@
 """Evaluate detections: COCO AP/AR, oLRP (+ components, per class, thresholds) and rho.
 
-Two modes:
+Modes:
     python eval.py --gt ann.json --detections results.json [--json-out m.json] [--plots DIR]
-                   [--visualize N --images DIR]
+                   [--visualize N --image-dir DIR]
     python eval.py --config C.yaml --checkpoint K.pth [--split val] [--json-out m.json] [--plots DIR]
-                   [--visualize N] [--set key=value ...]
+                   [--visualize N] [--submission OUT.zip] [--set key=value ...]
+    python eval.py --config C.yaml --checkpoint K.pth --split test-dev2017 --submission OUT.zip
+    python eval.py --config C.yaml --checkpoint K.pth --images PATH... [--out DIR] [--score-threshold S]
 Missing or malformed inputs print one error line naming the file and exit with status 2.
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from training.config import ConfigError, load_config
 from alrp.metrics import EvaluationInputError, format_metrics, load_gt, metrics_to_json, compute_evaluation
@@ -22,6 +24,9 @@ from alrp.metrics.coco import read_results
 from alrp.metrics.evaluation import Evaluation
 
 LOG = logging.getLogger("eval")
+
+
+TEST_DEV = "test-dev2017"
 
 
 class UsageError(Exception):
@@ -33,11 +38,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     files = p.add_argument_group("mode 1: evaluate a COCO results file")
     files.add_argument("--gt", type=Path, help="COCO ground-truth annotation JSON")
     files.add_argument("--detections", type=Path, help="COCO results JSON (list of image_id/category_id/bbox/score)")
-    files.add_argument("--images", type=Path, help="image folder (file_name of the GT images), for --visualize")
+    files.add_argument("--image-dir", type=Path, help="folder of the GT images (their file_name), for --visualize")
     model = p.add_argument_group("mode 2: run a trained detector")
     model.add_argument("--config", type=Path, help="experiment YAML")
     model.add_argument("--checkpoint", type=Path, help="checkpoint file (its 'model' state dict is loaded)")
-    model.add_argument("--split", choices=("val", "train"), help="dataset split (default: eval.split of the config)")
+    model.add_argument("--split", choices=("val", "train", TEST_DEV),
+                       help="dataset split (default: eval.split of the config); test-dev2017 reads "
+                            "annotations/image_info_test-dev2017.json and test2017/ under data.root (no metrics)")
+    model.add_argument("--submission", type=Path, metavar="OUT.zip",
+                       help="also write the detections as a COCO evaluation-server zip (checked first)")
+    model.add_argument("--method-name", help="the <method> of detections_<split>_<method>_results.json "
+                                             "(default: the config's name)")
+    images = p.add_argument_group("mode 3: predict on images without ground truth (with --config, --checkpoint)")
+    images.add_argument("--images", nargs="+", metavar="PATH", help="image files, folders or globs")
+    images.add_argument("--out", type=Path, metavar="DIR",
+                        help="results.json + drawn images (default: <run folder>/predictions)")
+    images.add_argument("--score-threshold", type=float, metavar="S",
+                        help="draw boxes with score >= S (default: the checkpoint's LRP-optimal thresholds, else 0.5)")
     model.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                        help="config overrides, e.g. data.root=/coco (repeatable)")
     p.add_argument("--json-out", type=Path, help="write the metrics JSON here")
@@ -54,8 +71,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("mode 2 needs both --config and --checkpoint")
     if args.visualize < 0:
         p.error("--visualize N needs N >= 0")
-    if mode1 and args.visualize and not args.images:
-        p.error("--visualize in mode 1 needs --images DIR (the folder of the ground-truth images)")
+    if mode1 and args.visualize and not args.image_dir:
+        p.error("--visualize in mode 1 needs --image-dir DIR (the folder of the ground-truth images)")
+    if mode2 and args.image_dir:
+        p.error("--image-dir goes with --gt (mode 2 knows its images; mode 3 takes --images PATH...)")
+    if mode1 and (args.images or args.submission):
+        p.error("--images and --submission need --config and --checkpoint")
+    if args.images and (args.split or args.submission or args.visualize or args.plots or args.json_out):
+        p.error("--images predicts without ground truth: it takes --out and --score-threshold, not "
+                "--split/--submission/--visualize/--plots/--json-out")
+    if not args.images and (args.out or args.score_threshold is not None):
+        p.error("--out and --score-threshold go with --images")
+    if args.split == TEST_DEV and (args.visualize or args.plots or args.json_out):
+        p.error("test-dev2017 has no ground truth: use --submission (no --visualize/--plots/--json-out)")
     return args
 
 
@@ -64,35 +92,51 @@ def _evaluation_of_files(args: argparse.Namespace) -> tuple[Evaluation, list[dic
     results, source = read_results(args.detections)
     ev = compute_evaluation(coco_gt, results, source)
     image_path = None
-    if args.images:
-        if not args.images.is_dir():
-            raise FileNotFoundError(f"image folder not found: {args.images}")
-        image_path = lambda image_id: args.images / coco_gt.imgs[image_id]["file_name"]  # noqa: E731
+    if args.image_dir:
+        if not args.image_dir.is_dir():
+            raise FileNotFoundError(f"image folder not found: {args.image_dir}")
+        image_path = lambda image_id: args.image_dir / coco_gt.imgs[image_id]["file_name"]  # noqa: E731
     return ev, results, image_path
 
 
-def _evaluation_of_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Callable[[int], Path] | None]:
-    from training import inference
-    from training.build import build_model, build_split
+def _checkpoint_inputs(args: argparse.Namespace) -> tuple[Any, dict, Any]:
+    """(config, checkpoint state, device) of mode 2/3; problems raise UsageError/FileNotFoundError (one line)."""
     from training.checkpoint import CheckpointError, load_checkpoint
     from training.distributed import DeviceUnavailableError, resolve_device
-    from data.errors import DatasetError, error_message
 
     cfg = load_config(args.config, args.set)
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
-    split = args.split or cfg.eval.split
     try:
-        device = resolve_device(cfg.device)
-        dataset, loader = build_split(cfg, split, train=False, batch_size=cfg.eval.batch_size)
-        state = load_checkpoint(args.checkpoint, map_location="cpu")
-    except (DatasetError, CheckpointError, DeviceUnavailableError) as err:
+        return cfg, load_checkpoint(args.checkpoint, map_location="cpu"), resolve_device(cfg.device)
+    except (CheckpointError, DeviceUnavailableError) as err:
         raise UsageError(str(err)) from None
-    model = build_model(cfg, dataset.num_classes, device, pretrained=False)  # the checkpoint holds every weight
+
+
+def _detector(args: argparse.Namespace, cfg: Any, state: dict, num_classes: int, device: Any) -> Any:
+    """The config's detector with the checkpoint's weights, on `device`."""
+    from training.build import build_model
+
+    model = build_model(cfg, num_classes, device, pretrained=False)  # the checkpoint holds every weight
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:  # shapes/keys differ: the checkpoint is from another model config
         raise UsageError(f"{args.checkpoint}: does not fit the model of {args.config}: {err}") from None
+    return model
+
+
+def _evaluation_of_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Callable[[int], Path] | None]:
+    from training import inference
+    from training.build import build_split
+    from data.errors import DatasetError, error_message
+
+    cfg, state, device = _checkpoint_inputs(args)
+    split = args.split or cfg.eval.split
+    try:
+        dataset, loader = build_split(cfg, split, train=False, batch_size=cfg.eval.batch_size)
+    except DatasetError as err:
+        raise UsageError(str(err)) from None
+    model = _detector(args, cfg, state, dataset.num_classes, device)
     try:
         results = inference.predict_coco_results(model, loader, device)
     except DatasetError as err:  # an unreadable image (data.on_bad_image: error)
@@ -101,10 +145,75 @@ def _evaluation_of_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, lis
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results))
     LOG.info("detections written to %s", out)
+    if args.submission:
+        _write_submission(args, cfg, results, cfg.data.split_folder(split), dataset.coco.getImgIds(), dataset.cat_ids)
     if args.plots is None and cfg.eval.plots:
         args.plots = cfg.run_dir / "eval" / f"plots_{split}"
     image_path = lambda image_id: Path(dataset.img_dir) / dataset.coco.imgs[image_id]["file_name"]  # noqa: E731
     return compute_evaluation(dataset.coco, results), results, image_path
+
+
+def _write_submission(args: argparse.Namespace, cfg: Any, results: list[dict], split: str, image_ids: Any,
+                      cat_ids: Any) -> None:
+    from training.submission import SubmissionError, result_file_name, write_submission
+
+    method = args.method_name or cfg.name
+    try:
+        write_submission(args.submission, results, split, method, image_ids, cat_ids)
+    except SubmissionError as err:
+        raise UsageError(f"{args.submission} not written: {err}") from None
+    print(f"submission written to {args.submission} ({result_file_name(split, method)}, {len(results)} detections)")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    """Mode 3 (--images) and test-dev: detections without ground truth, through the eval loader."""
+    import data
+    from training import predictions as pr
+    from data.errors import DatasetError, error_message
+    from data.image_list import ImageListDataset, entries_from_files, expand_inputs, load_image_info
+    from data.presets import build_eval_transforms
+
+    cfg, state, device = _checkpoint_inputs(args)
+    root = Path(cfg.data.root)
+    try:
+        table = pr.class_table(state, root / "annotations" / f"instances_{cfg.data.val_split}.json")
+        if args.images:
+            files, skipped = expand_inputs(args.images)
+            entries, unreadable = entries_from_files(files)
+            skipped += unreadable
+        else:
+            entries, categories = load_image_info(root / "annotations" / f"image_info_{TEST_DEV}.json",
+                                                  root / "test2017")
+            skipped = []
+            if [int(c["id"]) for c in categories] != table.cat_ids:
+                raise UsageError(f"the checkpoint's {len(table.cat_ids)} classes are not the categories of "
+                                 f"image_info_{TEST_DEV}.json ({len(categories)})")
+        for item in skipped:
+            print(f"skipping {item}", file=sys.stderr)
+        dataset = ImageListDataset(entries, build_eval_transforms(cfg.data))
+        loader = data.build_loader(dataset, cfg.data, train=False, batch_size=cfg.eval.batch_size)
+        model = _detector(args, cfg, state, len(table.cat_ids), device)
+        results = pr.predict_images(model, dataset, loader, device, table)
+    except (DatasetError, ValueError) as err:
+        raise UsageError(error_message(err)) from None
+    skipped += dataset.skipped()
+    if args.images:
+        out_dir = args.out or cfg.run_dir / "predictions"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(results))
+        thresholds, default, how = pr.score_thresholds(state, args.score_threshold)
+        drawn = pr.draw_all(dataset, results, out_dir, table.name_of(), thresholds, default)
+        print(f"{len(results)} detections on {len(entries) - len(dataset.skipped_ids())} images written to "
+              f"{out_dir / 'results.json'}; {len(drawn)} drawn images in {out_dir} (boxes with {how})")
+    else:
+        out = cfg.run_dir / "eval" / f"{args.checkpoint.stem}_{TEST_DEV}_results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results))
+        print(f"{len(results)} detections written to {out} (test-dev2017 has no ground truth: no metrics)")
+        if args.submission:
+            _write_submission(args, cfg, results, TEST_DEV, [e.image_id for e in entries], table.cat_ids)
+    if skipped:
+        print(f"{len(skipped)} input(s) skipped: " + "; ".join(str(s) for s in skipped), file=sys.stderr)
 
 
 def _write_outputs(args: argparse.Namespace, ev: Evaluation, results: list[dict],
@@ -132,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     try:
+        if args.images or args.split == TEST_DEV:
+            _predict(args)
+            return 0
         ev, results, image_path = (_evaluation_of_files if args.gt else _evaluation_of_checkpoint)(args)
         _write_outputs(args, ev, results, image_path)
     except (FileNotFoundError, EvaluationInputError, ConfigError, UsageError) as err:

@@ -44,7 +44,7 @@ def test_mode1_json_out_table_plots_and_visualize(tmp_path, capsys):
     gt, dets, _ = make_dataset(tmp_path)
     out, plots = tmp_path / "out" / "m.json", tmp_path / "plots"
     rc = eval_cli.main(["--gt", str(gt), "--detections", str(dets), "--json-out", str(out), "--plots", str(plots),
-                        "--visualize", "2", "--images", str(tmp_path / "images")])
+                        "--visualize", "2", "--image-dir", str(tmp_path / "images")])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "oLRP" in printed and "square (3)" in printed and "no ground truth" in printed
