@@ -37,6 +37,23 @@ class ClassTable:
         return dict(zip(self.cat_ids, self.names))
 
 
+def checkpoint_extras(dataset: Any, metrics: Mapping[str, Any] | None,
+                      previous: Mapping[int, float] | None = None) -> dict[str, Any]:
+    """What a training checkpoint stores for prediction: `categories` [{id, name}] of the training set and
+    `lrp_thresholds` {category id: LRP-optimal score threshold} of the latest evaluation (`metrics["per_class"]`),
+    else `previous` (those of the checkpoint a run resumed from). Plain containers: weights-only loadable.
+    """
+    extras: dict[str, Any] = {}
+    cat_ids, names = getattr(dataset, "cat_ids", None), getattr(dataset, "class_names", None)
+    if cat_ids is not None and names is not None:
+        extras["categories"] = [{"id": int(c), "name": str(n)} for c, n in zip(cat_ids, names)]
+    per_class = (metrics or {}).get("per_class") or {}
+    thresholds = {int(c): float(row["threshold"]) for c, row in per_class.items()
+                  if row is not None and math.isfinite(float(row.get("threshold", math.nan)))}
+    extras["lrp_thresholds"] = thresholds or dict(previous or {})
+    return extras
+
+
 def class_table(state: Mapping[str, Any], ann_file: str | Path) -> ClassTable:
     """The classes the checkpoint was trained on: its `categories` entry, else the categories of `ann_file`.
 

@@ -90,7 +90,8 @@ def probe_size(path: Path) -> tuple[int, int]:
     except UnidentifiedImageError:
         raise BadImageError(str(path), "not an image (unknown format)") from None
     except OSError as err:
-        raise BadImageError(str(path), f"cannot read image file ({err.strerror or err})") from None
+        reason = "truncated image file" if "runcated" in str(err) else f"cannot read image file ({err.strerror or err})"
+        raise BadImageError(str(path), reason) from None
     return int(height), int(width)
 
 

@@ -24,6 +24,7 @@ from training.build import Parts, SetupError, build_parts, seed_everything
 from training.inference import coco_metrics, predict_coco_results
 from training.loop import IterationLog, NonFiniteLossError, TrainStep
 from training.logging import JsonlWriter, TensorBoardWriter, get_logger, progress, setup_logging
+from training.predictions import checkpoint_extras
 from training.optim import build_optimizer, build_scheduler, scaled_lr
 
 log = get_logger("trainer")
@@ -98,6 +99,7 @@ class Trainer:
         self.epoch_rng: dict | None = None
         self.last_checkpoint: Path | None = None
         self._resume_rng: dict | None = None
+        self._thresholds: dict[int, float] | None = None  # LRP thresholds of the checkpoint resumed from
         if resume:
             self._resume_from(latest)
         log.info("run %s: %d process(es) on %s, %d it/epoch, lr %.3g (batch %d, ref %d), amp %s", self.run_dir,
@@ -140,6 +142,8 @@ class Trainer:
             "epoch": self.epoch, "iteration": self.iteration, "epoch_step": self.epoch_step,
             "best_ap": self.best_ap, "best_epoch": self.best_epoch, "world_size": self.info.world_size,
             "config": config_to_dict(self.cfg), "environment": self.env,
+            # class table + LRP-optimal thresholds of the latest evaluation, for `eval.py --images`
+            **checkpoint_extras(getattr(self.train_loader, "dataset", None), self.last_metrics, self._thresholds),
         }
 
     def _save(self) -> Path | None:
@@ -165,6 +169,7 @@ class Trainer:
             self.criterion.load_state_dict(state["criterion"][rank])
         self.epoch, self.iteration, self.epoch_step = state["epoch"], state["iteration"], state["epoch_step"]
         self.best_ap, self.best_epoch = state["best_ap"], state["best_epoch"]
+        self._thresholds = state.get("lrp_thresholds")
         self.epoch_rng = state["epoch_rng"][rank]
         ck.restore_rng_state(state["rng"][rank])
         self._resume_rng = state["rng"][rank] if self.epoch_step else None

@@ -190,6 +190,13 @@ def test_cli_real_parts_resume_is_exact(tiny_config):
     assert a["iteration"] == b["iteration"] == 4 and a["epoch"] == b["epoch"] == 2
     _assert_same(a["model"], b["model"])
     assert a["criterion"] == b["criterion"] and a["criterion"][0]["self_balance"]["weight"] != 50.0
+    # for eval.py --images: the class table and the LRP-optimal thresholds of the last evaluation
+    val = json.loads((tiny_config.parent / "coco" / "annotations" / "instances_val.json").read_text())
+    assert a["categories"] == [{"id": c["id"], "name": c["name"]} for c in sorted(val["categories"],
+                                                                             key=lambda c: c["id"])]
+    assert a["lrp_thresholds"] and set(a["lrp_thresholds"]) <= {c["id"] for c in val["categories"]}
+    assert all(0.0 <= t <= 1.0 for t in a["lrp_thresholds"].values())
+    assert b["lrp_thresholds"] == pytest.approx(a["lrp_thresholds"])
     epochs = [_strict_json(x) for x in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in epochs if r["type"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2] and all("oLRP" in r and "AP" in r for r in epochs)
