@@ -86,3 +86,14 @@ def test_train_cli_offline_error_is_one_line(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert "resnet18-f37072fd.pth" in last and "https://download.pytorch.org/models/resnet18-f37072fd.pth" in last
+
+
+def test_paper_configs_start_from_imagenet_weights():
+    from alrp.config import load_config
+
+    paper = [p for p in sorted((REPO / "configs").rglob("*.yaml")) if "_base_" not in p.parts and "demo" not in p.name]
+    assert len(paper) >= 30
+    for path in paper:
+        backbone = load_config(path).model.backbone
+        assert backbone.pretrained == "imagenet", path
+        assert weights.weights_enum(backbone.name, "imagenet").name == "IMAGENET1K_V1"
