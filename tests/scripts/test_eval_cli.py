@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -196,10 +197,12 @@ def test_mode2_config_and_checkpoint(tmp_path, capsys):
     torch.save({"model": models.build_detector(cfg.model, 3).state_dict()}, ckpt)
     out = tmp_path / "m.json"
     rc = eval_cli.main(["--config", str(cfg_path), "--checkpoint", str(ckpt), "--json-out", str(out),
-                        "--visualize", "1", "--vis-dir", str(tmp_path / "vis")])
+                        "--visualize", "1", "--vis-dir", str(tmp_path / "vis"), "--submission", str(tmp_path / "v.zip")])
     assert rc == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "runs" / "tiny" / "eval" / "k_val_results.json").read_text())
     assert results and {r["category_id"] for r in results} <= {3, 7, 9}
+    with zipfile.ZipFile(tmp_path / "v.zip") as zf:  # the server's format works on val too
+        assert json.loads(zf.read("detections_val2017_tiny_results.json")) == results
     assert list(json.loads(out.read_text())) == list(METRIC_KEYS)
     assert (tmp_path / "vis" / "vis_1.jpg").stat().st_size > 0
     # a checkpoint of another model shape: clear error, exit 2
