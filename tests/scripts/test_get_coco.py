@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from script_loader import REPO, load_script
+from tests.fixtures.script_loader import REPO, load_script
 
 get_coco = load_script("scripts/get_coco.py")
 

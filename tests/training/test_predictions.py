@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from alrp import predictions as pr
-from alrp.drawing import draw_detections, place_label
-from alrp.submission import SubmissionError, check_results, result_file_name, write_submission
+from training import predictions as pr
+from training.drawing import draw_detections, place_label
+from training.submission import SubmissionError, check_results, result_file_name, write_submission
 from data.errors import DatasetError
 from data.image_list import ImageListDataset, entries_from_files, expand_inputs, load_image_info
 from data.presets import build_eval_transforms

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import eval as eval_cli
-from conftest import SHARED
+from tests.conftest import SHARED
 
 MINI = SHARED / "data" / "coco-mini"
-pytestmark = pytest.mark.skipif(not MINI.is_dir(), reason="needs ../shared/data/coco-mini")
+pytestmark = [pytest.mark.slow,  # runs a detector over coco-mini images several times
+              pytest.mark.skipif(not MINI.is_dir(), reason="needs ../shared/data/coco-mini")]
 
 
 def _config(tmp_path, root, batch_size=1):
@@ -32,7 +33,7 @@ def trained(tmp_path_factory):
     so detections depend on which images share a batch; one per batch compares the pipelines themselves.
     """
     import models
-    from alrp.config import load_config
+    from training.config import load_config
 
     tmp = tmp_path_factory.mktemp("predict")
     gt = json.loads((MINI / "annotations" / "instances_val2017.json").read_text())

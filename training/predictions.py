@@ -17,9 +17,9 @@ from typing import Any, Mapping, Sequence
 import cv2
 import torch
 
-from alrp import engine
-from alrp.drawing import draw_detections
-from alrp.logging import progress
+from training import inference
+from training.drawing import draw_detections
+from training.logging import progress
 
 log = logging.getLogger("predict")
 DEFAULT_SCORE_THRESHOLD = 0.5  # for classes without a stored LRP-optimal threshold
@@ -138,6 +138,6 @@ def draw_all(dataset: Any, results: Sequence[dict], out_dir: Path, names: Mappin
 def predict_images(model: torch.nn.Module, dataset: Any, loader: Any, device: torch.device, table: ClassTable,
                    *, amp: bool = False, show_progress: bool = True) -> list[dict]:
     """Detections on every image of `dataset` (an `ImageListDataset` behind `loader`), with file names and sizes."""
-    results = engine.evaluate(model, loader, device, label_to_cat_id=lambda k: table.cat_ids[k], amp=amp,
+    results = inference.evaluate(model, loader, device, label_to_cat_id=lambda k: table.cat_ids[k], amp=amp,
                               show_progress=show_progress, desc="predict")
     return with_file_names(results, dataset)
