@@ -3,7 +3,7 @@ file names and sizes, drawn images.
 
 `eval.py --images PATH...` builds the detector and calls `predict_images`; the images go through the eval
 transforms and `data.build_loader(..., train=False)` (so they are batched like any evaluation split) and
-`engine.evaluate`, so the detections equal those of a model-mode evaluation of the same images.
+`training.inference.evaluate`, so the detections equal those of a model-mode evaluation of the same images.
 """
 from __future__ import annotations
 
