@@ -1,4 +1,4 @@
-"""eval.py without ground truth: --images (predictions + drawings) and --split test-dev2017 --submission, on coco-mini."""
+"""eval.py without ground truth: --images (predictions + drawings), --split test-dev2017 --submission; coco-mini."""
 import json
 import zipfile
 
@@ -105,7 +105,8 @@ def test_bad_inputs_are_skipped_one_line_each_with_a_summary(trained, tmp_path, 
     (tmp_path / "empty").mkdir()
     rc = eval_cli.main(["--config", str(cfg_path), "--checkpoint", str(ckpt), "--images", str(folder),
                         str(tmp_path / "empty"), str(tmp_path / "missing.jpg"), str(tmp_path / "*.nothing"),
-                        "--out", str(tmp_path / "out"), "--set", "eval.batch_size=2"])
+                        "--out", str(tmp_path / "out"),
+                        "--set", "eval.batch_size=2", "data.num_workers=1"])  # batches of 2, decoded in a worker
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     err = captured.err

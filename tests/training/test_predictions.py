@@ -94,7 +94,8 @@ def test_draw_detections_draws_boxes_and_labels_on_a_copy():
 
 
 def test_thresholds_and_class_table_from_the_checkpoint(tmp_path):
-    state = {"lrp_thresholds": {3: 0.42, 5: float("nan")}, "categories": [{"id": 5, "name": "b"}, {"id": 3, "name": "a"}]}
+    state = {"lrp_thresholds": {3: 0.42, 5: float("nan")},
+             "categories": [{"id": 5, "name": "b"}, {"id": 3, "name": "a"}]}
     per_class, default, how = pr.score_thresholds(state, None)
     assert per_class == {3: 0.42} and default == 0.5 and "LRP-optimal" in how
     assert pr.score_thresholds(state, 0.3)[:2] == ({}, 0.3)
