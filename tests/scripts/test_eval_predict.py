@@ -159,7 +159,8 @@ def test_argument_conflicts():
     for argv in (["--gt", "a", "--detections", "b", "--images", "x.jpg"],
                  ["--config", "c", "--checkpoint", "k", "--images", "x.jpg", "--split", "val"],
                  ["--config", "c", "--checkpoint", "k", "--score-threshold", "0.3"],
-                 ["--config", "c", "--checkpoint", "k", "--split", "test-dev2017", "--plots", "p"]):
+                 ["--config", "c", "--checkpoint", "k", "--split", "test-dev2017", "--plots", "p"],
+                 ["--config", "c", "--checkpoint", "k", "--image-dir", "imgs"]):
         with pytest.raises(SystemExit) as info:
             eval_cli.parse_args(argv)
         assert info.value.code == 2
