@@ -52,7 +52,7 @@ class SkippedImage:
 def expand_inputs(specs: Sequence[str | Path]) -> tuple[list[Path], list[SkippedImage]]:
     """Files named by `specs` (files, folders: their image files, sorted, not recursive; globs, `**` recursive).
 
-    Returns the files in order of appearance without repeats, and the specs that named nothing (missing file,
+    Returns the files (as named) in order of appearance without repeats, and the specs that named nothing (missing file,
     empty folder, glob without match). Explicit files are kept whatever their suffix (decoding decides).
     """
     files: list[Path] = []
@@ -74,8 +74,10 @@ def expand_inputs(specs: Sequence[str | Path]) -> tuple[list[Path], list[Skipped
             found = []
             skipped.append(SkippedImage(spec, "file not found"))
         files.extend(found)
-    unique = list(dict.fromkeys(p.resolve() for p in files))
-    return unique, skipped
+    unique: dict[Path, Path] = {}
+    for p in files:  # the same file named twice (e.g. by a folder and a glob) is kept once, as first named
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values()), skipped
 
 
 def probe_size(path: Path) -> tuple[int, int]:
