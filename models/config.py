@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from alrp.validation import ConfigValueError, check_choice, check_range
 
-from .weights import is_named, weights_enum
+from .weights import name_problem
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d", "resnext101_64x4d")
 BACKBONE_NORMS = ("frozen_bn", "bn", "gn")
@@ -48,12 +48,9 @@ class BackboneConfig:
         check_range("model.backbone.frozen_stages", self.frozen_stages, 0, 4)
         if self.pretrained is not None and not str(self.pretrained).strip():
             raise ConfigValueError("model.backbone.pretrained", "empty path (use null for random init)")
-        if self.pretrained is not None and is_named(str(self.pretrained)):
-            try:
-                weights_enum(self.name, str(self.pretrained))
-            except ValueError as err:
-                raise ConfigValueError("model.backbone.pretrained",
-                                       str(err).removeprefix("backbone.pretrained: ")) from None
+        problem = name_problem(self.name, str(self.pretrained)) if self.pretrained is not None else None
+        if problem:
+            raise ConfigValueError("model.backbone.pretrained", problem)
 
 
 @dataclass

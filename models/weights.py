@@ -11,14 +11,17 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
-import torch
-from torchvision.models import get_model_weights, get_weight
-
+# torch / torchvision are imported inside the functions: `models.config` uses `is_named` and must stay light.
 log = logging.getLogger(__name__)
 
 IMAGENET = "imagenet"
 DEFAULT_IMAGENET = "IMAGENET1K_V1"  # the original torchvision ResNet/ResNeXt weights (what RetinaNet-era work used)
 _ENUM_NAME = re.compile(r"^\w+_Weights\.\w+$")
+# torchvision's weights enum of each body (checked against torchvision in tests), so that the config can be
+# validated without importing torchvision
+WEIGHTS_ENUMS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights",
+                 "resnet101": "ResNet101_Weights", "resnext101_32x8d": "ResNeXt101_32X8D_Weights",
+                 "resnext101_64x4d": "ResNeXt101_64X4D_Weights"}
 
 
 class PretrainedWeightsError(ValueError):
@@ -34,11 +37,23 @@ def is_named(spec: str) -> bool:
     return spec == IMAGENET or bool(_ENUM_NAME.match(spec))
 
 
+def name_problem(backbone: str, spec: str) -> str | None:
+    """Why the weights name `spec` cannot serve body `backbone` (an enum of another body), or None; no imports."""
+    if spec == IMAGENET or not is_named(spec):
+        return None
+    family = WEIGHTS_ENUMS.get(backbone)
+    if family is not None and spec.split(".")[0] != family:
+        return f"{spec} are weights for another body than {backbone} (use {family}.<name>)"
+    return None
+
+
 def weights_enum(backbone: str, spec: str):
     """The torchvision `WeightsEnum` member `spec` names for body `backbone` (e.g. 'resnet50').
 
     `imagenet` -> `<Body>_Weights.IMAGENET1K_V1`; an explicit enum name must belong to the body's enum.
     """
+    from torchvision.models import get_model_weights, get_weight
+
     family = get_model_weights(backbone)
     if spec == IMAGENET:
         return family[DEFAULT_IMAGENET]
@@ -48,17 +63,21 @@ def weights_enum(backbone: str, spec: str):
         raise PretrainedWeightsError(f"backbone.pretrained: unknown torchvision weights {spec!r}") from None
     if type(weights) is not family:
         raise PretrainedWeightsError(f"backbone.pretrained: {spec} are weights for another body than {backbone} "
-                         f"(use one of {[f'{family.__name__}.{m.name}' for m in family]})")
+                                     f"(use {family.__name__}.<name>)")
     return weights
 
 
 def cache_file(url: str) -> Path:
     """Where torchvision keeps the weights of `url`: `<torch.hub.get_dir()>/checkpoints/<file name>`."""
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
 def _download(url: str, dst: Path) -> None:
     """Fetches `url` to `dst`, checking the hash prefix in the file name as torchvision does."""
+    import torch
+
     match = torch.hub.HASH_REGEX.search(dst.name)
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(dst), hash_prefix=match.group(1) if match else None, progress=True)

@@ -66,8 +66,18 @@ def test_local_path_is_unchanged_and_wrong_enum_is_a_config_error(tmp_path):
     with pytest.raises(ValueError, match="backbone.pretrained: ResNet101_Weights.IMAGENET1K_V1 are weights for "
                                          "another body than resnet50"):
         BackboneConfig(name="resnet50", pretrained="ResNet101_Weights.IMAGENET1K_V1")
-    with pytest.raises(ValueError, match="backbone.pretrained: unknown torchvision weights"):
-        BackboneConfig(name="resnet50", pretrained="ResNet50_Weights.IMAGENET9K")
+    with pytest.raises(PretrainedWeightsError, match="backbone.pretrained: unknown torchvision weights"):
+        weights.resolve_pretrained("resnet50", "ResNet50_Weights.IMAGENET9K")  # member names: checked at build
+
+
+def test_config_check_table_matches_torchvision():
+    from torchvision.models import get_model_weights
+
+    from models.config import BACKBONES
+
+    assert set(weights.WEIGHTS_ENUMS) == set(BACKBONES)
+    for body, enum in weights.WEIGHTS_ENUMS.items():
+        assert get_model_weights(body).__name__ == enum
 
 
 @pytest.mark.slow  # spawns train.py
