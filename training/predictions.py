@@ -3,7 +3,7 @@ file names and sizes, drawn images.
 
 `eval.py --images PATH...` builds the detector and calls `predict_images`; the images go through the eval
 transforms and `data.build_loader(..., train=False)` (so they are batched like any evaluation split) and
-`training.inference.evaluate`, so the detections equal those of a model-mode evaluation of the same images.
+`training.inference.predict_coco_results`, so the detections equal those of a model-mode evaluation.
 """
 from __future__ import annotations
 
@@ -138,6 +138,6 @@ def draw_all(dataset: Any, results: Sequence[dict], out_dir: Path, names: Mappin
 def predict_images(model: torch.nn.Module, dataset: Any, loader: Any, device: torch.device, table: ClassTable,
                    *, amp: bool = False, show_progress: bool = True) -> list[dict]:
     """Detections on every image of `dataset` (an `ImageListDataset` behind `loader`), with file names and sizes."""
-    results = inference.evaluate(model, loader, device, label_to_cat_id=lambda k: table.cat_ids[k], amp=amp,
-                              show_progress=show_progress, desc="predict")
+    results = inference.predict_coco_results(model, loader, device, label_to_cat_id=lambda k: table.cat_ids[k],
+                                             amp=amp, show_progress=show_progress, desc="predict")
     return with_file_names(results, dataset)
