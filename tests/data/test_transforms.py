@@ -189,7 +189,7 @@ def test_resize_hand_computed():
 
 @FAST
 @given(st.integers(20, 900), st.integers(20, 900), st.integers(0, 2**31))
-def test_eval_preset_maps_boxes_back_exactly(h, w, seed):
+def test_eval_transforms_map_boxes_back_exactly(h, w, seed):
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, [w - 2, h - 2], (4, 2))
     wh = rng.uniform(1, 50, (4, 2))

@@ -1,4 +1,4 @@
-"""eval.py: mode 1 (files) fully, mode 2 (config + checkpoint) once data/models/engine exist; errors exit 2."""
+"""eval.py: mode 1 (files) fully, mode 2 (config + checkpoint) on a small saved checkpoint; errors exit 2."""
 import json
 import subprocess
 import sys
