@@ -36,14 +36,15 @@ def test_parse_voc_one_based_to_continuous():
 
 def test_voc_to_coco_hand_computed():
     ann = parse_voc_xml(VOC_XML, "a.xml")
-    coco = voc_to_coco([ann], ["tree"], {"Alive": "tree", "Dead": "tree"})
+    coco, report = voc_to_coco([ann], ["tree"], {"Alive": "tree", "Dead": "tree"})
+    assert report.problems == [] and report.summary() == "no bad boxes or images"
     assert coco["categories"] == [{"id": 1, "name": "tree", "supercategory": "tree"}]
     assert coco["images"] == [{"id": 1, "file_name": "a.png", "width": 400, "height": 300}]
     first, second = coco["annotations"]
     assert first["bbox"] == [0.0, 10.0, 10.0, 20.0] and first["area"] == 200.0 and first["iscrowd"] == 0
     assert second["iscrowd"] == 1 and second["category_id"] == 1
-    assert len(voc_to_coco([ann], ["tree"], {"Alive": "tree", "Dead": "tree"}, difficult="drop")["annotations"]) == 1
-    assert [c["name"] for c in voc_to_coco([ann])["categories"]] == ["Alive", "Dead"]
+    assert len(voc_to_coco([ann], ["tree"], {"Alive": "tree", "Dead": "tree"}, difficult="drop")[0]["annotations"]) == 1
+    assert [c["name"] for c in voc_to_coco([ann])[0]["categories"]] == ["Alive", "Dead"]
 
 
 def test_voc_errors_name_file_and_element():
