@@ -266,6 +266,8 @@ class Trainer:
         bad_images = self._report_bad_images()
         if self.epoch_step < self.iters_per_epoch:  # stopped by max_iters inside the epoch
             self._save()
+            self.jsonl.write({"type": "stop", "epoch": self.epoch + 1, "iteration": self.iteration,
+                              "train_seconds": stats["seconds"]})
             return
         loc_weight_next = self.criterion.end_epoch(distributed=self.info.distributed)
         self.epoch, self.epoch_step = self.epoch + 1, 0
