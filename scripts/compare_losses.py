@@ -212,8 +212,11 @@ def budget(args: argparse.Namespace) -> dict[str, int] | None:
     return {s: calib[s]["iters"] for s in args.setups}
 
 
-def best_lr(summaries: list[dict], setup: str) -> float | None:
+def best_lr(summaries: list[dict], setup: str, lrs: list[float]) -> float | None:
+    """The lr of the setup's best tuning run by final val AP; None until every lr of the grid has finished."""
     grid = [s for s in summaries if s["setup"] == setup and s["tuning"]]
+    if {s["lr"] for s in grid} != set(lrs):
+        return None
     scored = [s for s in grid if s["metrics"].get("AP") is not None]
     return max(scored, key=lambda s: s["metrics"]["AP"])["lr"] if scored else None
 
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             summaries += [s] if s else []
             if failed and not args.keep_going:
                 return 1
-    chosen = {setup: best_lr(summaries, setup) for setup in args.setups}
+    chosen = {setup: best_lr(summaries, setup, args.lrs) for setup in args.setups}
     for setup in args.setups:  # 2: the best lr on the remaining seeds
         if chosen[setup] is None:
             print(f"# {setup}: seeds {args.seeds[1:]} after its lr grid has finished (best lr by val AP)")

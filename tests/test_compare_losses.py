@@ -1,0 +1,120 @@
+"""scripts/compare_losses.py (lr grid, seeds, resume/skip, dry run), its report (compare_report.py) and the
+torchvision reference row (train_torchvision.py)."""
+import json
+import math
+
+import pytest
+import torch
+
+from data.synthetic import write_synthetic_coco
+from script_loader import load_script
+
+report = load_script("scripts/compare_report.py")
+
+TINY = ["data.train_size=128", "data.eval_short_side=96", "data.eval_max_size=128", "model.head.num_convs=1",
+        "train.log_interval=1", "train.warmup_iters=1", "eval.batch_size=4"]
+
+
+def _summary(setup, lr, seed, ap, tuning=True, curve=((5, 0.1, 0.9), (10, 0.2, 0.8))):
+    return {"setup": setup, "lr": lr, "seed": seed, "tuning": tuning, "iterations": 10, "train_seconds": 60.0,
+            "s_per_iter": 6.0, "wall_seconds": 90.0, "per_class_AP": {"a": ap / 2},
+            "metrics": {"AP": ap, "AP50": 2 * ap, "AP75": ap, "AP90": 0.0, "oLRP": 1 - ap, "oLRP_loc": None,
+                        "oLRP_FP": 0.5, "oLRP_FN": 0.5}, "curve": [list(p) for p in curve]}
+
+
+def test_train_time_and_curve_from_metrics_lines():
+    records = [{"type": "iter", "iteration": 5}, {"type": "epoch", "iteration": 8, "train_seconds": 16.0, "AP": 0.1,
+               "oLRP": 0.9}, {"type": "stop", "iteration": 10, "train_seconds": 4.0},
+               {"type": "eval", "iteration": 10, "AP": 0.2, "oLRP": 0.8}]
+    assert report.train_time(records) == (10, 20.0)
+    assert report.curve(records) == [[8, 0.1, 0.9], [10, 0.2, 0.8]]
+
+
+def test_mean_std_is_the_sample_std_and_skips_undefined():
+    mean, std = report.mean_std([0.297, 0.385, None, math.nan])
+    assert mean == pytest.approx(0.341) and std == pytest.approx(0.0622254, abs=1e-6)  # |a - b| / sqrt(2)
+    assert report.mean_std([0.5]) == (0.5, None)
+
+
+def test_best_lr_and_table_use_the_best_lr_runs_only():
+    compare = load_script("scripts/compare_losses.py")
+    summaries = [_summary("x", 0.001, 0, 0.30), _summary("x", 0.002, 0, 0.40),
+                 _summary("x", 0.002, 1, 0.20, tuning=False)]
+    assert compare.best_lr(summaries, "x", [0.001, 0.002]) == 0.002 and compare.best_lr(summaries, "y", [0.001]) is None
+    assert compare.best_lr(summaries, "x", [0.001, 0.002, 0.004]) is None  # the grid has not finished
+    table = report.aggregate(summaries, ["x"], {"x": 0.002})
+    row = table["x"]
+    assert row["seeds"] == [0, 1] and row["mean"]["AP"] == pytest.approx(0.30)
+    assert row["grid_AP"] == {"0.001": 0.30, "0.002": 0.40} and row["per_class_AP"]["a"] == pytest.approx(0.15)
+    settings = {"data": "d", "seeds": [0, 1], "lrs": [0.001, 0.002], "device": "cpu", "budget": "10 iterations",
+                "command": "c"}
+    md = report.markdown(table, settings)
+    assert "| x | 0.002 | 2 | 10 | 1.0 ± 0.0 | 1.5 ± 0.0 | 6.000 ± 0.000 | 0.300 ± 0.141 |" in md
+    assert "| x | 0.300 | 0.400 |" in md and "ONE seed" not in md
+    one = report.markdown(report.aggregate(summaries[:2], ["x"], {"x": 0.002}), {**settings, "seeds": [0]})
+    assert "ONE seed" in one and "| 0.400 |" in one  # no ± without a spread
+
+
+def test_dry_run_prints_grid_then_waits_for_the_best_lr(tmp_path, capsys):
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    done = out / "runs" / "focal_giou" / "lr0.001_seed0"
+    done.mkdir(parents=True)
+    (done / "compare_result.json").write_text(json.dumps(_summary("focal_giou", 0.001, 0, 0.3)))
+    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb,focal_giou,torchvision_retinanet",
+            "--seeds", "0,1", "--lrs", "0.001,0.002", "--iters", "40", "--out", str(out), "--dry-run"]
+    assert compare.main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.count("python train.py") == 3 and text.count("python eval.py") == 3  # 2 + 1 not yet done
+    assert text.count("scripts/train_torchvision.py") == 2
+    assert "train.max_iters=40" in text and "train.eval_interval=3" in text  # 2 it/epoch: 20 epochs / 6 evals
+    assert "# alrp_giou_sb: seeds [1] after its lr grid" in text and "# focal_giou: seeds [1] after" in text
+    assert "focal_giou lr 0.001 seed 0" not in text  # finished: skipped
+    argv[argv.index("--iters"):argv.index("--iters") + 2] = ["--minutes", "5"]
+    assert compare.main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.count("# calibration of") == 3 and "train.max_iters=10" in text and "train.eval_interval=0" in text
+
+
+def test_torchvision_row_inputs_and_model(tmp_path):
+    tv = load_script("scripts/train_torchvision.py")
+    from alrp.config import load_config
+
+    cfg = load_config("configs/small/bccd_torchvision_retinanet.yaml", TINY)
+    net = tv.build_tv_retinanet(cfg, num_classes=3)
+    assert net.anchor_generator.sizes[0] == (24.0, 24.0 * 2 ** 0.5)  # our base_scale 3 at stride 8
+    images = torch.randn(2, 3, 128, 128)
+    targets = [{"size": (96, 128), "boxes": torch.tensor([[1.0, 2.0, 30.0, 40.0]]), "labels": torch.tensor([0])},
+               {"size": (128, 64), "boxes": torch.tensor([[5.0, 5.0, 20.0, 60.0]]), "labels": torch.tensor([2])}]
+    crops, tv_targets = tv.tv_inputs(images, targets, torch.device("cpu"))
+    assert [tuple(c.shape) for c in crops] == [(3, 96, 128), (3, 128, 64)]
+    assert torch.equal(crops[1], images[1, :, :128, :64]) and tv_targets[1]["labels"].tolist() == [2]
+    losses = net.train()(crops, tv_targets)
+    assert set(losses) == {"classification", "bbox_regression"} and all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.slow
+def test_smoke_two_setups_two_seeds_table_and_curves(tmp_path, capsys):
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8, size=(96, 128))
+    write_synthetic_coco(tmp_path / "d", "val", num_images=4, size=(96, 128), seed=1)
+    out = tmp_path / "out"
+    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb,torchvision_retinanet", "--seeds", "0,1",
+            "--lrs", "0.001", "--iters", "2", "--batch-size", "2", "--evals", "2", "--out", str(out), "--set", *TINY]
+    assert compare.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    for setup in ("alrp_giou_sb", "torchvision_retinanet"):
+        row = results["setups"][setup]
+        assert row["seeds"] == [0, 1] and row["best_lr"] == 0.001
+        for run in row["runs"]:
+            assert run["iterations"] == 2 and run["train_seconds"] > 0 and run["wall_seconds"] > 0
+            assert 0.0 <= run["metrics"]["AP"] <= 1.0 and run["curve"][-1][0] == 2
+    md = (out / "results.md").read_text()
+    assert "| alrp_giou_sb | 0.001 | 2 | 2 |" in md and "| torchvision_retinanet | 0.001 | 2 | 2 |" in md
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = [json.loads(x) for x in (out / "runs/alrp_giou_sb/lr0.001_seed0/metrics.jsonl").read_text().splitlines()]
+    assert [x["train_seconds"] > 0 for x in lines if x["type"] == "stop"] == [True]  # max_iters inside the epoch
+    capsys.readouterr()
+    assert compare.main(argv) == 0  # a second sitting: every run is finished, nothing is trained again
+    assert "+ " not in capsys.readouterr().out
