@@ -1,0 +1,49 @@
+"""benchmarks/diagnose_gradients.py: the logit-gradient statistics and the self-balance replay."""
+import json
+
+import pytest
+import torch
+
+from alrp.criterion import build_criterion, focal_grad
+from alrp.losses.config import LossConfig
+from models.targets import LossTargets
+from script_loader import load_script
+
+diag = load_script("benchmarks/diagnose_gradients.py")
+
+
+def _targets():
+    # 3 anchors x 2 classes, row-major (anchor, class): anchor 0 positive for class 1, anchor 2 ignored.
+    logits = torch.tensor([-1.0, 0.5, -2.0, -0.2, 0.3, 0.1])
+    targets = torch.tensor([0, 1, 0, 0, -1, -1])
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    return LossTargets(logits=logits, targets=targets, pos_pred_boxes=boxes + 1, pos_gt_boxes=boxes,
+                       pos_pred_deltas=torch.zeros(1, 4), pos_gt_deltas=torch.zeros(1, 4))
+
+
+def test_alrp_negatives_get_as_much_gradient_as_positives():
+    stats = diag.logit_gradients(build_criterion(LossConfig(name="alrp")), _targets(), num_classes=2)
+    assert stats["P"] == 1 and stats["N"] == 3 and stats["sum_g_neg/sum_g_pos"] == pytest.approx(1.0, abs=1e-6)
+    assert stats["P_class1"] == 1 and stats["P_class0"] == 0
+    assert stats["mean_g_pos_class1"] == pytest.approx(stats["mean_g_pos"])
+
+
+def test_focal_statistics_match_the_analytic_gradient():
+    lt = _targets()
+    stats = diag.logit_gradients(build_criterion(LossConfig(name="focal", box_loss="giou")), lt, num_classes=2)
+    g = focal_grad(lt.logits, lt.targets.eq(1).float(), 0.25, 2.0).abs()  # / P = 1
+    assert stats["mean_g_pos"] == pytest.approx(float(g[1]), rel=1e-5)
+    assert stats["mean_g_neg"] == pytest.approx(float(g[[0, 2, 3]].mean()), rel=1e-5)
+    assert stats["neg_nonzero"] == 3
+    assert stats["neg_above_1pct"] == int((g[[0, 2, 3]] > 0.01 * g[1]).sum())
+
+
+def test_sb_replay_windows(tmp_path):
+    lines = [{"type": "iter", "iteration": i, "cls": 0.9, "loc": 0.1 if i <= 2 else 0.3, "sb_weight": 50.0}
+             for i in range(1, 5)] + [{"type": "epoch", "iteration": 2}, {"type": "epoch", "iteration": 4}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = diag.sb_replay(path, [1])
+    assert out["period 2"] == [(2, pytest.approx(10.0)), (4, pytest.approx(4.0))]  # (0.9 + 0.1) / 0.1, 1.2 / 0.3
+    assert [w for _, w in out["period 1"]] == pytest.approx([10.0, 10.0, 4.0, 4.0])
+    assert out["logged (run)"] == [(1, 50.0), (3, 50.0)]
