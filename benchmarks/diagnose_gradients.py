@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from alrp.config import load_config  # noqa: E402
-from alrp.criterion import build_criterion  # noqa: E402
+from alrp.losses.criterion import build_criterion  # noqa: E402
+from training.config import load_config  # noqa: E402
 
 
 def logit_gradients(criterion, lt, num_classes: int) -> dict[str, float]:

@@ -32,13 +32,13 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from alrp.config import Config, ConfigError, load_config, save_resolved_config  # noqa: E402
-from alrp.distributed import resolve_device  # noqa: E402
-from alrp.engine import detections_to_coco  # noqa: E402
-from alrp.logging import JsonlWriter  # noqa: E402
 from alrp.metrics.report import metrics_to_json  # noqa: E402
-from alrp.optim import build_optimizer, build_scheduler, scaled_lr  # noqa: E402
-from alrp.trainer import coco_metrics, seed_everything  # noqa: E402
+from training.build import seed_everything  # noqa: E402
+from training.config import Config, ConfigError, load_config, save_resolved_config  # noqa: E402
+from training.distributed import resolve_device  # noqa: E402
+from training.inference import coco_metrics, detections_to_coco  # noqa: E402
+from training.logging import JsonlWriter  # noqa: E402
+from training.optim import build_optimizer, build_scheduler, scaled_lr  # noqa: E402
 
 METRICS_FILE = "eval_metrics.json"
 

@@ -4,10 +4,10 @@ import json
 import pytest
 import torch
 
-from alrp.criterion import build_criterion, focal_grad
+from alrp.losses.criterion import build_criterion, focal_grad
 from alrp.losses.config import LossConfig
 from models.targets import LossTargets
-from script_loader import load_script
+from tests.fixtures.script_loader import load_script
 
 diag = load_script("benchmarks/diagnose_gradients.py")
 

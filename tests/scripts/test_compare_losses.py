@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from data.synthetic import write_synthetic_coco
-from script_loader import load_script
+from tests.fixtures.synthetic import write_synthetic_coco
+from tests.fixtures.script_loader import load_script
 
 report = load_script("scripts/compare_report.py")
 
@@ -79,7 +79,7 @@ def test_dry_run_prints_grid_then_waits_for_the_best_lr(tmp_path, capsys):
 
 def test_torchvision_row_inputs_and_model(tmp_path):
     tv = load_script("scripts/train_torchvision.py")
-    from alrp.config import load_config
+    from training.config import load_config
 
     cfg = load_config("configs/small/bccd_torchvision_retinanet.yaml", TINY)
     net = tv.build_tv_retinanet(cfg, num_classes=3)
