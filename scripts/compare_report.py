@@ -84,11 +84,13 @@ def markdown(table: dict[str, Any], settings: dict[str, Any]) -> str:
              f"Command: `{settings['command']}`", "",
              f"Budget: {settings['budget']}; seeds {', '.join(map(str, seeds))}"
              f"{' (ONE seed: no spread, not a comparison)' if len(seeds) == 1 else ''}; lr grid "
-             f"{', '.join(map(str, settings['lrs']))} tuned on seed {seeds[0]} by final val AP (the same grid for every "
+             f"{', '.join(map(str, settings['lrs']))} tuned on seed {seeds[0]} by final val AP (the same grid for "
+             "every "
              f"setup); device {settings['device']}. Mean ± sample std over the seeds of each setup's best lr, final "
              "weights on the val split. train min: training steps only; wall min: the whole run (start-up and "
              "evaluations included).", "",
-             "| setup | best lr | seeds | iterations | train min | wall min | s/iter | " + " | ".join(TABLE_KEYS) + " |",
+             "| setup | best lr | seeds | iterations | train min | wall min | s/iter | "
+             + " | ".join(TABLE_KEYS) + " |",
              "|---" * (7 + len(TABLE_KEYS)) + "|"]
     for setup, row in table.items():
         m, s = row["mean"], row["std"]

@@ -65,7 +65,8 @@ def place_images(voc: Path, coco: dict, dest: Path, symlink: bool) -> None:
 
 
 def convert(voc: Path, splits: list[str], categories: list[str] | None, name_map: dict[str, str], *,
-            difficult: str, min_size: float, strict: bool) -> tuple[list[str], dict[str, tuple[dict, ConversionReport]]]:
+            difficult: str, min_size: float, strict: bool
+            ) -> tuple[list[str], dict[str, tuple[dict, ConversionReport]]]:
     """(category table, {split: (COCO dict, report)}) of a VOC tree; one table for all splits."""
     parsed = read_splits(voc, splits)
     cats = categories or category_table([a for anns in parsed.values() for a in anns], name_map)
