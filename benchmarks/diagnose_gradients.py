@@ -106,7 +106,7 @@ def sb_replay(path: Path, periods: list[int]) -> dict[str, list[tuple[int, float
     """{window name: [(iteration at which the weight is set, weight)]} from a run's per-iteration cls/loc lines."""
     lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     iters = {int(r["iteration"]): r for r in lines if r.get("type") == "iter" and r.get("loc") is not None}
-    logged = [(i, iters[i].get("sb_weight")) for i in sorted(iters)]
+    logged = [(i, iters[i].get("loc_weight", iters[i].get("sb_weight"))) for i in sorted(iters)]  # older logs
     epoch_len = max((int(r["iteration"]) for r in lines if r.get("type") == "epoch"), default=0)
     epoch_len = min((int(r["iteration"]) for r in lines if r.get("type") == "epoch"), default=epoch_len)
     out = {"logged (run)": [(i, w) for i, w in logged if i == 1 or (epoch_len and (i - 1) % epoch_len == 0)]}

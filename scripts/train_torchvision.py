@@ -33,6 +33,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alrp.metrics.report import metrics_to_json  # noqa: E402
+from models.config import FPN_STRIDES  # noqa: E402
 from training.build import seed_everything  # noqa: E402
 from training.config import Config, ConfigError, load_config, save_resolved_config  # noqa: E402
 from training.distributed import resolve_device  # noqa: E402
@@ -53,7 +54,7 @@ def build_tv_retinanet(cfg: Config, num_classes: int) -> RetinaNet:
                                [64 * 2 ** i * expansion for i in (1, 2, 3)], width,
                                extra_blocks=LastLevelP6P7(width, width))
     a = cfg.model.anchors
-    sizes = tuple(tuple(a.base_scale * stride * s for s in a.scales) for stride in a.strides)
+    sizes = tuple(tuple(a.base_scale * stride * s for s in a.scales) for stride in FPN_STRIDES)
     anchors = AnchorGenerator(sizes, (tuple(a.ratios),) * len(sizes))
     head = RetinaNetHead(width, anchors.num_anchors_per_location()[0], num_classes,
                          norm_layer=gn if cfg.model.head.norm == "gn" else None)

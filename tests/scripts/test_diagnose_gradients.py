@@ -6,7 +6,7 @@ import torch
 
 from alrp.losses.criterion import build_criterion, focal_grad
 from alrp.losses.config import LossConfig
-from models.targets import LossTargets
+from alrp.losses.targets import LossTargets
 from tests.fixtures.script_loader import load_script
 
 diag = load_script("benchmarks/diagnose_gradients.py")
@@ -39,7 +39,7 @@ def test_focal_statistics_match_the_analytic_gradient():
 
 
 def test_sb_replay_windows(tmp_path):
-    lines = [{"type": "iter", "iteration": i, "cls": 0.9, "loc": 0.1 if i <= 2 else 0.3, "sb_weight": 50.0}
+    lines = [{"type": "iter", "iteration": i, "cls": 0.9, "loc": 0.1 if i <= 2 else 0.3, "loc_weight": 50.0}
              for i in range(1, 5)] + [{"type": "epoch", "iteration": 2}, {"type": "epoch", "iteration": 4}]
     path = tmp_path / "metrics.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
