@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Converts Pascal-VOC XML files to one COCO `instances_*.json`.
 
-Bad boxes and images (see `data/voc.py`) are listed with their file and object index and dropped (`--strict`: exit
+Bad boxes and images (see `data/tools/voc.py`) are listed with their file and object index and dropped (`--strict`: exit
 1 instead); the counts are printed. With `--list`, only the ids of a split list are converted, but the category
 table still comes from every XML file of `--xml-dir`, so per-split runs give the same table (or pass
 `--categories`). For a whole VOC tree with its split lists, use `scripts/prepare_voc.py`.
