@@ -108,6 +108,11 @@ def _check_detection(det: Any, i: int, source: str, img_ids: set, cat_ids: set) 
     bbox = det["bbox"]
     if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
         raise EvaluationInputError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+    for side, value in (("width", bbox[2]), ("height", bbox[3])):
+        # pycocotools would ignore such a box (negative area is outside every area range) instead of counting it
+        if value < 0:
+            raise EvaluationInputError(f"{where}: bbox has a negative {side} ({bbox!r}; COCO boxes are "
+                                       "[x, y, width, height])")
     if not is_finite_number(det["score"]):
         raise EvaluationInputError(f"{where}: score is not finite ({det['score']!r})")
 

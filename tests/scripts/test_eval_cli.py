@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import eval as eval_cli
-from alrp.metrics import METRIC_KEYS, detection_metrics, load_gt
+from alrp.metrics import METRIC_KEYS, EvaluationInputError, detection_metrics, load_gt
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,6 +124,28 @@ def test_mode1_malformed_ground_truth_exit_2_naming_file_and_id(tmp_path, capsys
     assert eval_cli.main(["--gt", str(gt), "--detections", str(dets)]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("bbox,side", [([10, 10, -20, 30], "width"), ([10, 10, 30, -5], "height")])
+def test_detection_with_negative_width_or_height_is_rejected_naming_it(tmp_path, capsys, bbox, side):
+    """pycocotools would silently ignore an inverted box (negative area is outside every area range), so a
+    top-scoring inverted box left AP unchanged; it is an input error, as a NaN coordinate is."""
+    gt, dets_path, dets = make_dataset(tmp_path)
+    dets.append({"image_id": 1, "category_id": 3, "bbox": bbox, "score": 2.0})
+    dets_path.write_text(json.dumps(dets))
+    assert eval_cli.main(["--gt", str(gt), "--detections", str(dets_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"dets.json: detection #{len(dets) - 1}: bbox has a negative {side}" in err and "Traceback" not in err
+    with pytest.raises(EvaluationInputError, match=f"negative {side}"):
+        detection_metrics(load_gt(gt), dets)
+
+
+def test_zero_width_detection_counts_as_false_positive(tmp_path):
+    gt, _, dets = make_dataset(tmp_path)
+    base = detection_metrics(load_gt(gt), dets)
+    flat = detection_metrics(load_gt(gt), dets + [{"image_id": 1, "category_id": 3, "bbox": [10, 10, 0, 30],
+                                                     "score": 2.0}])
+    assert flat["per_class"][3]["num_fp"] >= 1 and flat["AP"] < base["AP"]
 
 
 def test_ground_truth_without_iscrowd_area_or_file_names(tmp_path):
