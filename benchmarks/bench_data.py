@@ -4,6 +4,7 @@ Both pipelines decode the same in-memory JPEG bytes of coco-mini train2017, augm
 normalised float32 `(3, 512, 512)` tensor plus boxes, single-threaded (as one DataLoader worker would).
 Rounds alternate between the two pipelines so that load from other processes hits both alike.
 Usage: python benchmarks/bench_data.py [--root ../shared/data/coco-mini] [--rounds 3]
+Also times decoding alone with and without `decode_image`'s checks (complete file, libjpeg corruption warnings).
 Last line: `ssd/torchvision throughput ratio: X.XX` (images/s of ours over images/s of torchvision).
 """
 from __future__ import annotations
@@ -61,6 +62,17 @@ def run_torchvision(items, transforms) -> float:
     return len(items) / (time.perf_counter() - start)
 
 
+def run_decode(items, checked: bool) -> float:
+    """Images/s of decoding alone: `decode_image` (checked) or a bare `cv2.imdecode` (unchecked)."""
+    start = time.perf_counter()
+    for data, _ in items:
+        if checked:
+            decode_image(data)
+        else:
+            cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return len(items) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-mini"))
@@ -79,14 +91,20 @@ def main() -> None:
     run_ours(items[:5], ours, 99)  # warm-up (imports, allocator)
     run_torchvision(items[:5], theirs)
     rates = {"ssd (ours)": [], "torchvision v2 ssd": []}
+    decode_rates = {True: [], False: []}
     for r in range(args.rounds):
         rates["ssd (ours)"].append(run_ours(items, ours, r))
         rates["torchvision v2 ssd"].append(run_torchvision(items, theirs))
+        for checked in (True, False):
+            decode_rates[checked].append(run_decode(items, checked))
     print(f"{len(items)} images of {root.name}/{args.split}, output {args.size}x{args.size}, 1 thread, "
           f"{args.rounds} rounds (decode + augment + normalise)")
     print(f"{'pipeline':<22}{'median img/s':>14}{'min':>8}{'max':>8}")
     for name, values in rates.items():
         print(f"{name:<22}{np.median(values):>14.1f}{min(values):>8.1f}{max(values):>8.1f}")
+    checked, bare = np.median(decode_rates[True]), np.median(decode_rates[False])
+    print(f"decode only: checked {checked:.1f} img/s, bare cv2.imdecode {bare:.1f} img/s "
+          f"(checks cost {100 * (bare / checked - 1):+.1f}% time)")
     ratio = np.median(rates["ssd (ours)"]) / np.median(rates["torchvision v2 ssd"])
     print(f"ssd/torchvision throughput ratio: {ratio:.2f}")
 

@@ -1,5 +1,6 @@
 """CocoDetection on real coco-mini and on small broken datasets written in tmp_path."""
 import json
+import os
 
 import cv2
 import numpy as np
@@ -9,6 +10,7 @@ from pycocotools.coco import COCO
 
 from data import BadImageError, DataConfig, DatasetError, build_dataset, build_loader
 from data.coco import CocoDetection
+from tests.fixtures.bad_inputs import noisy_jpeg, zero_middle_quarter
 from tests.fixtures.synthetic import synthetic_coco_dict, write_coco
 
 
@@ -179,6 +181,36 @@ def test_bad_images_raise_naming_the_file(tiny, damage, reason):
         ds[0]
     assert "000001.jpg" in str(info.value)
     assert ds[1][0].shape == (3, 40, 60)  # other images are fine
+
+
+def test_jpeg_corrupted_in_the_middle_is_a_bad_image(tmp_path, capfd):
+    """libjpeg decodes it (half the pixels garbage) and only prints a warning: that warning makes it a bad image."""
+    from data.image_io import decode_image, read_image
+
+    good, bad = noisy_jpeg(), zero_middle_quarter(noisy_jpeg())
+    assert cv2.imdecode(np.frombuffer(bad, np.uint8), cv2.IMREAD_COLOR) is not None  # OpenCV alone accepts it
+    capfd.readouterr()
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(bad)
+    with pytest.raises(BadImageError, match=r"bad\.jpg: corrupt image data \(decoder: Corrupt JPEG data: \d+ "
+                                            r"extraneous bytes before marker 0xd9\)"):
+        read_image(path)
+    assert decode_image(good).shape == (120, 160, 3)
+    os.write(2, b"still on stderr\n")  # the real stderr is restored after decoding
+    err = capfd.readouterr().err
+    assert err == "still on stderr\n"  # the decoder's warning became the error, not noise on the console
+
+
+def test_decoder_output_that_is_not_a_corruption_warning_is_passed_on(capfd, monkeypatch):
+    from data import image_io
+
+    def chatty_decode(buf, flags):
+        os.write(2, b"[ WARN] something else\n")
+        return np.zeros((2, 3, 3), np.uint8)
+
+    monkeypatch.setattr(image_io.cv2, "imdecode", chatty_decode)
+    assert image_io.decode_image(noisy_jpeg()).shape == (2, 3, 3)
+    assert "[ WARN] something else" in capfd.readouterr().err
 
 
 def test_truncation_detected_from_bytes_whatever_the_decoder_does(tiny):

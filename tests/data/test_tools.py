@@ -9,9 +9,10 @@ from data.tools.check import check_dataset
 from data.coco import CocoDetection
 from data.tools.demo import tile_boxes, tile_spans
 from data.errors import DatasetError
-from tests.fixtures.synthetic import write_synthetic_coco
 from data.tools.voc import parse_voc_xml, voc_to_coco
+from tests.fixtures.bad_inputs import noisy_jpeg, zero_middle_quarter
 from tests.fixtures.script_loader import load_script
+from tests.fixtures.synthetic import write_synthetic_coco
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,6 +86,15 @@ def test_check_dataset_report_and_exit_codes(tmp_path, capsys):
     assert main(argv) == 1
     out = capsys.readouterr().out
     assert "FATAL" in out and "000002.png" in out
+    (tmp_path / "train" / "000002.png").write_bytes(data)
+    # a JPEG zeroed in the middle (end marker kept) decodes with only a libjpeg warning: a bad image too
+    coco = json.loads((tmp_path / "annotations" / "instances_train.json").read_text())
+    coco["images"][0].update(file_name="000001.jpg", height=120, width=160)
+    (tmp_path / "annotations" / "instances_train.json").write_text(json.dumps(coco))
+    (tmp_path / "train" / "000001.jpg").write_bytes(zero_middle_quarter(noisy_jpeg()))
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "000001.jpg: corrupt image data (decoder: Corrupt JPEG data" in out and "FATAL" in out
     (tmp_path / "annotations" / "instances_train.json").write_text("{")
     assert main(argv) == 1 and "malformed JSON" in capsys.readouterr().out
 
