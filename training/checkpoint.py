@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ import torch
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
 BEST = "best.pth"
+TMP_SUFFIX = ".tmp"  # temporary files are ".<target name>.<random>.tmp" beside their target
 _CKPT_RE = re.compile(r"^ckpt_e(\d+)_i(\d+)\.pth$")
 
 
@@ -33,23 +34,43 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or lacks a required entry."""
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Calls ``write(tmp_path)`` then renames the temporary file onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Calls ``write(file)`` on a temporary file beside ``path``, then renames it onto ``path``.
+
+    Raises:
+        CheckpointError: the folder cannot be created or written (read-only, a file in its place, a full disk);
+            the message names the path and the cause, and ``path`` keeps its previous content.
+    """
     try:
-        write(Path(tmp))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise CheckpointError(f"cannot write {path}: {_cause(err, path.parent)}") from None
+    try:
+        # through a Python file object, so a failed write raises OSError with its errno (torch.save given a path
+        # reports a full disk as a cryptic "inline_container.cc ... unexpected pos" error)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path}: {_cause(err, path.parent)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _cause(err: OSError, folder: Path) -> str:
+    """Lower-case cause of a failed write, e.g. 'no space left on device'."""
+    if isinstance(err, (FileExistsError, NotADirectoryError)) or (folder.exists() and not folder.is_dir()):
+        return f"{folder} exists and is not a folder"
+    return (err.strerror or str(err)).lower()
+
+
 def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save(state, path)`` through a temporary file + rename."""
+    """``torch.save(state, path)`` through a temporary file + rename (raises `CheckpointError`)."""
     path = Path(path)
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    _atomic_write(path, lambda f: torch.save(state, f))
     return path
 
 
@@ -62,7 +83,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt file, foreign pickle, ...
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        cause = "empty file" if path.stat().st_size == 0 else str(exc).split(". ")[0].strip() or type(exc).__name__
+        # (only the first sentence: torch appends paragraphs of advice)
+        raise CheckpointError(f"cannot read checkpoint {path}: {cause}") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
     missing = [k for k in required if k not in state]
@@ -121,9 +144,18 @@ class CheckpointManager:
         return [p for _, p in sorted(found)]
 
     def save(self, state: dict[str, Any], *, epoch: int, iteration: int) -> Path:
-        """Writes ``state`` atomically, points ``latest`` at it and deletes all but the newest ``keep``."""
-        path = save_atomic(state, self.dir / f"ckpt_e{epoch:04d}_i{iteration:08d}.pth")
-        _atomic_write(self.dir / LATEST, lambda tmp: tmp.write_text(path.name + "\n"))
+        """Writes ``state`` atomically, points ``latest`` at it and deletes all but the newest ``keep``.
+
+        Raises:
+            CheckpointError: the write failed (e.g. a full disk); the message says which checkpoint is kept.
+        """
+        previous = self.latest()
+        try:
+            path = save_atomic(state, self.dir / f"ckpt_e{epoch:04d}_i{iteration:08d}.pth")
+            _atomic_write(self.dir / LATEST, lambda f: f.write((path.name + "\n").encode()))
+        except CheckpointError as err:
+            kept = f"{previous.name} is kept" if previous is not None else "no earlier checkpoint exists"
+            raise CheckpointError(f"{err}; the previous checkpoint {kept}" if previous else f"{err}; {kept}") from None
         for old in self.list()[:-self.keep]:
             old.unlink(missing_ok=True)
         return path
@@ -141,8 +173,39 @@ class CheckpointManager:
     def save_best(self, source: str | Path) -> Path:
         """Copies checkpoint ``source`` to ``best.pth`` (atomically)."""
         target = self.dir / BEST
-        _atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+        with open(source, "rb") as src:
+            _atomic_write(target, lambda f: shutil.copyfileobj(src, f))
         return target
+
+    def load_newest_readable(self, map_location: str | torch.device = "cpu", required: tuple[str, ...] = ("model",)
+                             ) -> tuple[Path | None, dict[str, Any] | None, list[tuple[Path, str]]]:
+        """Loads the newest checkpoint that reads (``latest`` first, then the others, newest first).
+
+        Returns:
+            ``(path, state, skipped)``: ``skipped`` lists the newer ``(path, why)`` that could not be read;
+            ``(None, None, [])`` when the folder holds no checkpoint.
+
+        Raises:
+            CheckpointError: checkpoints exist but none is readable (every file and cause named).
+        """
+        newest = self.latest()
+        candidates = ([newest] if newest is not None else []) + [p for p in reversed(self.list()) if p != newest]
+        skipped: list[tuple[Path, str]] = []
+        for path in candidates:
+            try:
+                return path, load_checkpoint(path, map_location, required), skipped
+            except CheckpointError as err:
+                skipped.append((path, str(err)))
+        if skipped:
+            raise CheckpointError(f"no readable checkpoint in {self.dir}: " + "; ".join(why for _, why in skipped))
+        return None, None, []
+
+    def remove_orphans(self) -> list[Path]:
+        """Deletes the temporary files a kill during a write left behind (``.<name>.<random>.tmp``); returns them."""
+        orphans = [p for p in self.dir.glob(f".*{TMP_SUFFIX}") if p.is_file()] if self.dir.is_dir() else []
+        for p in orphans:
+            p.unlink(missing_ok=True)
+        return orphans
 
 
 def find_latest(run_dir: str | Path) -> Path | None:

@@ -28,6 +28,7 @@ from training.predictions import checkpoint_extras
 from training.optim import build_optimizer, build_scheduler, scaled_lr
 
 log = get_logger("trainer")
+RESUME_ENTRIES = ("model", "optimizer", "scheduler", "epoch", "iteration", "rng")  # a checkpoint without one is unreadable
 
 
 def _set_epoch(loader: Any, epoch: int) -> None:
@@ -129,7 +130,10 @@ class Trainer:
         if latest is None:
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.run_dir / ck.CKPT_DIR)
             return
-        self._load(latest)
+        path, state, skipped = self.ckpt.load_newest_readable(required=RESUME_ENTRIES)
+        for _, why in skipped:
+            log.warning("skipping unreadable checkpoint %s", why.removeprefix("cannot read checkpoint "))
+        self._load(path, state)
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -155,8 +159,7 @@ class Trainer:
         dist_utils.barrier()
         return path
 
-    def _load(self, path: Path) -> None:
-        state = ck.load_checkpoint(path, required=("model", "optimizer", "scheduler", "epoch", "iteration", "rng"))
+    def _load(self, path: Path, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         # keep the schedule of the current config (e.g. more epochs); restore only the position in it

@@ -129,6 +129,19 @@ def test_mid_epoch_checkpoint_resume_replays_data_order(tmp_path, reference):
     _assert_same(_weights(trainer), _weights(reference[0]))
 
 
+def test_resume_falls_back_to_the_newest_readable_checkpoint_and_says_which(tmp_path, reference):
+    _fit(_cfg(tmp_path, max_iters=6))  # checkpoints after epochs 1 and 2
+    mgr = ck.CheckpointManager(tmp_path / "run")
+    older, newest = mgr.list()
+    newest.write_bytes(newest.read_bytes()[:1000])  # damaged, e.g. by a copy that did not finish
+    trainer, summary = _fit(_cfg(tmp_path), resume=True)
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert f"WARNING alrp.trainer: skipping unreadable checkpoint {newest}: PytorchStreamReader failed" in log
+    assert f"resumed from {older} (epoch 1, iteration 3)" in log
+    assert summary["iteration"] == 9
+    _assert_same(_weights(trainer), _weights(reference[0]))  # epoch 2 retrained from epoch 1: same weights
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, caplog):
     with pytest.raises(NonFiniteLossError, match="iteration 5: loc"):
         _fit(_cfg(tmp_path), nan_at_call=5)
