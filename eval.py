@@ -12,14 +12,16 @@ Missing or malformed inputs print one error line naming the file and exit with s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from training.config import ConfigError, load_config
-from alrp.metrics import EvaluationInputError, format_metrics, load_gt, metrics_to_json, compute_evaluation
+from training.fs import os_error_cause, writable_problem
+from alrp.metrics import EvaluationInputError, compute_evaluation, format_metrics, load_gt, metrics_to_json
 from alrp.metrics.coco import read_results
 from alrp.metrics.evaluation import Evaluation
 
@@ -142,8 +144,9 @@ def _evaluation_of_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, lis
     except DatasetError as err:  # an unreadable image (data.on_bad_image: error)
         raise UsageError(error_message(err)) from None
     out = cfg.run_dir / "eval" / f"{args.checkpoint.stem}_{split}_results.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results))
+    with _writing("detections file", out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results))
     LOG.info("detections written to %s", out)
     if args.submission:
         _write_submission(args, cfg, results, cfg.data.split_folder(split), dataset.coco.getImgIds(), dataset.cat_ids)
@@ -216,24 +219,53 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{len(skipped)} input(s) skipped: " + "; ".join(str(s) for s in skipped), file=sys.stderr)
 
 
+def _output_options(args: argparse.Namespace) -> list[tuple[str, Path, bool]]:
+    """``(option, path, is_folder)`` of every output the command line names."""
+    outputs = [("--json-out", args.json_out, False), ("--plots", args.plots, True),
+               ("--submission", args.submission, False), ("--out", args.out, True)]
+    if args.visualize:
+        outputs.append(("--vis-dir", args.vis_dir, True))
+    return [(option, path, folder) for option, path, folder in outputs if path is not None]
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fails before the (possibly long) evaluation when an output cannot be written."""
+    for option, path, folder in _output_options(args):
+        problem = writable_problem(path, folder=folder)
+        if problem is not None:
+            raise UsageError(f"{option} {path}: {problem}")
+
+
 def _write_outputs(args: argparse.Namespace, ev: Evaluation, results: list[dict],
                    image_path: Callable[[int], Path] | None) -> None:
     from alrp.metrics.plots import visualize, write_plots
 
     print(format_metrics(ev.metrics, ev.cat_names))
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(metrics_to_json(ev.metrics), indent=1) + "\n")
+        with _writing("--json-out", args.json_out):
+            args.json_out.parent.mkdir(parents=True, exist_ok=True)
+            args.json_out.write_text(json.dumps(metrics_to_json(ev.metrics), indent=1) + "\n")
         print(f"metrics written to {args.json_out}")
     if args.plots:
-        paths = write_plots(ev, args.plots)
+        with _writing("--plots", args.plots):
+            paths = write_plots(ev, args.plots)
         print(f"{len(paths)} plots written to {args.plots}")
     if args.visualize:
         if image_path is None:
             raise UsageError("--visualize: this dataset does not expose image paths (image_path(image_id))")
         vis_dir = args.vis_dir or (args.plots / "vis" if args.plots else Path("vis"))
-        paths = visualize(ev, results, image_path, vis_dir, args.visualize)
+        with _writing("--vis-dir", vis_dir):
+            paths = visualize(ev, results, image_path, vis_dir, args.visualize)
         print(f"{len(paths)} images with detections written to {vis_dir}")
+
+
+@contextlib.contextmanager
+def _writing(option: str, path: Path) -> Iterator[None]:
+    """Turns a failed write under ``option``'s ``path`` into a one-line `UsageError` (e.g. a disk that filled up)."""
+    try:
+        yield
+    except OSError as err:
+        raise UsageError(f"{option} {path}: {os_error_cause(err, err.filename or path)}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -241,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     try:
+        _check_outputs(args)
         if args.images or args.split == TEST_DEV:
             _predict(args)
             return 0

@@ -1,5 +1,6 @@
 """eval.py: mode 1 (files) fully, mode 2 (config + checkpoint) on a small saved checkpoint; errors exit 2."""
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -11,6 +12,7 @@ import pytest
 
 import eval as eval_cli
 from alrp.metrics import METRIC_KEYS, EvaluationInputError, detection_metrics, load_gt
+from tests.fixtures.bad_inputs import read_only_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -146,6 +148,28 @@ def test_zero_width_detection_counts_as_false_positive(tmp_path):
     flat = detection_metrics(load_gt(gt), dets + [{"image_id": 1, "category_id": 3, "bbox": [10, 10, 0, 30],
                                                      "score": 2.0}])
     assert flat["per_class"][3]["num_fp"] >= 1 and flat["AP"] < base["AP"]
+
+
+@pytest.mark.parametrize("option,where", [("--json-out", "folder"), ("--json-out", "read_only"),
+                                           ("--json-out", "under_a_file"), ("--plots", "file"),
+                                           ("--plots", "read_only")])
+def test_unwritable_outputs_are_one_line_errors_naming_the_path(tmp_path, capsys, option, where):
+    gt, dets, _ = make_dataset(tmp_path)
+    target = {"folder": tmp_path, "read_only": read_only_dir(tmp_path) / "out" if where == "read_only" else None,
+              "under_a_file": gt / "m.json", "file": gt}[where]
+    before = gt.read_bytes()
+    assert eval_cli.main(["--gt", str(gt), "--detections", str(dets), option, str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {option} {target}: ") and len(err.strip().splitlines()) == 1, err
+    assert gt.read_bytes() == before
+
+
+def test_full_disk_while_writing_json_out_says_no_space_left(tmp_path, capsys):
+    if not (Path("/dev/full").exists() and os.access("/dev", os.W_OK)):
+        pytest.skip("needs /dev/full and a writable /dev (the start-up check probes the folder)")
+    gt, dets, _ = make_dataset(tmp_path)
+    assert eval_cli.main(["--gt", str(gt), "--detections", str(dets), "--json-out", "/dev/full"]) == 2
+    assert capsys.readouterr().err == "error: --json-out /dev/full: no space left on device\n"
 
 
 def test_ground_truth_without_iscrowd_area_or_file_names(tmp_path):
