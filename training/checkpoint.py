@@ -23,6 +23,8 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 import torch
 
+from alrp.fs import os_error_cause
+
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
 BEST = "best.pth"
@@ -45,7 +47,7 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     except OSError as err:
-        raise CheckpointError(f"cannot write {path}: {_cause(err, path.parent)}") from None
+        raise CheckpointError(f"cannot write {path}: {os_error_cause(err, path)}") from None
     try:
         # through a Python file object, so a failed write raises OSError with its errno (torch.save given a path
         # reports a full disk as a cryptic "inline_container.cc ... unexpected pos" error)
@@ -54,17 +56,10 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write {path}: {_cause(err, path.parent)}") from None
+        raise CheckpointError(f"cannot write {path}: {os_error_cause(err, path)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _cause(err: OSError, folder: Path) -> str:
-    """Lower-case cause of a failed write, e.g. 'no space left on device'."""
-    if isinstance(err, (FileExistsError, NotADirectoryError)) or (folder.exists() and not folder.is_dir()):
-        return f"{folder} exists and is not a folder"
-    return (err.strerror or str(err)).lower()
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
