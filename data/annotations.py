@@ -90,6 +90,15 @@ def _require(path: Path, entry: Any, keys: tuple, what: str, index: int) -> None
             _fail(path, f"{what} id {ident} has no {key!r}")
 
 
+def id_type_hint(kind: str, value: Any, known: Any) -> str:
+    """Why an id was not found when it is a string among numeric ids (JSON keeps ``"1"`` and ``1`` apart), else ''."""
+    numbers = sorted(k for k in known if isinstance(k, int)) if isinstance(value, str) else []
+    if not numbers:
+        return ""
+    example = int(value) if value.strip().isdigit() and int(value) in known else numbers[0]
+    return f" (a string; the {kind.removesuffix('_id')} ids are numbers, e.g. {example})"
+
+
 IMAGE_KEYS = ("id", "file_name", "width", "height")  # what a training/eval dataset needs of each image
 
 
@@ -122,9 +131,11 @@ def validate(path: Path, data: dict[str, Any], image_keys: tuple[str, ...] = IMA
             _fail(path, f"duplicate annotation id {ann['id']}")
         ann_ids.add(ann["id"])
         if ann["image_id"] not in images:
-            _fail(path, f"annotation id {ann['id']} refers to unknown image_id {ann['image_id']}")
+            _fail(path, f"annotation id {ann['id']} refers to unknown image_id {ann['image_id']!r}"
+                  f"{id_type_hint('image_id', ann['image_id'], images)}")
         if ann["category_id"] not in cats:
-            _fail(path, f"annotation id {ann['id']} refers to unknown category_id {ann['category_id']}")
+            _fail(path, f"annotation id {ann['id']} refers to unknown category_id "
+                  f"{ann['category_id']!r}{id_type_hint('category_id', ann['category_id'], cats)}")
         bbox = ann["bbox"]
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
             _fail(path, f"annotation id {ann['id']} has a malformed bbox {bbox!r} (expected [x, y, w, h])")

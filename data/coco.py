@@ -47,6 +47,10 @@ class CocoDetection(Dataset):
         self.cat_id_to_label: dict[int, int] = {cid: k for k, cid in enumerate(index.cat_ids)}
         self.records: list[ImageRecord] = [r for r in index.records if not train or len(r.boxes) > 0]
         self.num_skipped_empty = len(index.records) - len(self.records)
+        if train and not self.records:  # a data problem, not a config one: name the file and what it holds
+            crowd = sum(len(r.crowd_boxes) for r in index.records)
+            raise DatasetError(f"{self.ann_file}: no image with a usable box to train on ({len(index.records)} "
+                               f"images, {index.num_degenerate} degenerate boxes dropped, {crowd} crowd boxes)")
         self.num_degenerate = index.num_degenerate
         self.degenerate_ann_ids = index.degenerate_ann_ids
         self._bad_counts = torch.zeros(len(self.records), dtype=torch.int32).share_memory_()

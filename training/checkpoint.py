@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 import torch
 
-from alrp.fs import os_error_cause
+from training.fs import os_error_cause
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"

@@ -16,7 +16,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from data.annotations import is_finite_number, read_json, validate
+from data.annotations import id_type_hint, is_finite_number, read_json, validate
 from data.errors import DatasetError
 
 Results = Sequence[dict] | str | Path
@@ -101,10 +101,10 @@ def _check_detection(det: Any, i: int, source: str, img_ids: set, cat_ids: set) 
     for key in ("image_id", "category_id", "bbox", "score"):
         if key not in det:
             raise EvaluationInputError(f"{where} has no '{key}'")
-    if det["image_id"] not in img_ids:
-        raise EvaluationInputError(f"{where}: image_id {det['image_id']!r} is not in the ground truth")
-    if det["category_id"] not in cat_ids:
-        raise EvaluationInputError(f"{where}: category_id {det['category_id']!r} is not in the ground truth")
+    for key, known in (("image_id", img_ids), ("category_id", cat_ids)):
+        if det[key] not in known:
+            raise EvaluationInputError(f"{where}: {key} {det[key]!r} is not in the ground truth"
+                                       f"{id_type_hint(key, det[key], known)}")
     bbox = det["bbox"]
     if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
         raise EvaluationInputError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")

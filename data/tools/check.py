@@ -5,7 +5,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..annotations import AnnotationIndex, load_annotations
+from ..annotations import MIN_BOX_SIZE, AnnotationIndex, load_annotations
 from ..errors import BadImageError, DatasetError
 from ..image_io import check_complete, read_image
 
@@ -18,21 +18,29 @@ class CheckReport:
     """What `check_dataset` found; `fatal` lists the problems that make training fail."""
 
     split: str
+    loaded: bool = False  # the annotation file was read (else there is nothing to summarise)
     num_images: int = 0
     images_without_boxes: int = 0
     boxes_per_class: dict[str, int] = field(default_factory=dict)
     crowd_boxes: int = 0
     degenerate_boxes: int = 0
+    degenerate_ann_ids: list[int] = field(default_factory=list)
     box_areas: dict[str, int] = field(default_factory=dict)
     size_histogram: dict[str, int] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     fatal: list[str] = field(default_factory=list)
 
     def format(self) -> str:
-        """Human-readable multi-line report."""
+        """Human-readable multi-line report (only the fatal problem when the annotation file could not be read)."""
+        if not self.loaded:
+            return f"split {self.split}: FATAL: " + "; ".join(self.fatal)
         lines = [f"split {self.split}: {self.num_images} images, {sum(self.boxes_per_class.values())} boxes, "
                  f"{self.crowd_boxes} crowd, {self.degenerate_boxes} degenerate (dropped), "
                  f"{self.images_without_boxes} images without usable boxes (skipped in training)"]
+        if self.degenerate_ann_ids:
+            shown = ", ".join(str(i) for i in self.degenerate_ann_ids[:50])
+            more = f" ... and {len(self.degenerate_ann_ids) - 50} more" if len(self.degenerate_ann_ids) > 50 else ""
+            lines.append(f"degenerate boxes dropped (< {MIN_BOX_SIZE:g} px wide or high), annotation ids: {shown}{more}")
         lines.append("boxes per class:")
         lines += [f"  {name:<24}{count:>8}" for name, count in self.boxes_per_class.items() if count]
         empty = [name for name, count in self.boxes_per_class.items() if not count]
@@ -88,8 +96,10 @@ def check_dataset(root: str | Path, split: str, decode: bool = True, progress: o
     except DatasetError as err:
         report.fatal.append(str(err))
         return report
+    report.loaded = True
     report.num_images = len(index.records)
     report.degenerate_boxes = index.num_degenerate
+    report.degenerate_ann_ids = list(index.degenerate_ann_ids)
     _summarise(report, index)
     img_dir = root / split
     if not img_dir.is_dir():

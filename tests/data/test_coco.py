@@ -122,6 +122,10 @@ def test_malformed_json(tiny):
 @pytest.mark.parametrize("field,value,message", [
     ("image_id", 77, "annotation id 1 refers to unknown image_id 77"),
     ("category_id", 4, "annotation id 1 refers to unknown category_id 4"),
+    ("category_id", "5", "annotation id 1 refers to unknown category_id '5' \\(a string; the category ids are "
+                         "numbers, e.g. 5\\)"),
+    ("image_id", "1", "annotation id 1 refers to unknown image_id '1' \\(a string; the image ids are numbers, "
+                      "e.g. 1\\)"),
     ("bbox", [1, 2, 3], "annotation id 1 has a malformed bbox"),
 ])
 def test_annotation_with_unknown_ids(tiny, field, value, message):
@@ -130,6 +134,16 @@ def test_annotation_with_unknown_ids(tiny, field, value, message):
     _rewrite(root, coco)
     with pytest.raises(DatasetError, match="instances_train.json: " + message):
         _dataset(root)
+
+
+def test_training_split_without_a_usable_box_is_a_data_error_naming_the_file(tiny):
+    root, coco = tiny
+    coco["annotations"] = [dict(a, bbox=[1, 1, 0.5, 5]) for a in coco["annotations"]]  # all degenerate
+    _rewrite(root, coco)
+    with pytest.raises(DatasetError, match=r"instances_train\.json: no image with a usable box to train on "
+                                           r"\(4 images, 8 degenerate boxes dropped, 0 crowd boxes\)"):
+        _dataset(root)
+    assert len(_dataset(root, train=False)) == 4  # evaluating such a split is fine
 
 
 def test_missing_keys_and_duplicates(tiny):

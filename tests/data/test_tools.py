@@ -96,7 +96,24 @@ def test_check_dataset_report_and_exit_codes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "000001.jpg: corrupt image data (decoder: Corrupt JPEG data" in out and "FATAL" in out
     (tmp_path / "annotations" / "instances_train.json").write_text("{")
-    assert main(argv) == 1 and "malformed JSON" in capsys.readouterr().out
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    # no summary of an index that could not be read (it would say "0 images, 0 boxes")
+    assert out.splitlines() == [f"split train: FATAL: {tmp_path / 'annotations' / 'instances_train.json'}: "
+                                "malformed JSON at line 1, column 2: Expecting property name enclosed in double quotes"]
+
+
+def test_check_dataset_lists_the_ids_of_the_degenerate_boxes_it_drops(tmp_path):
+    write_synthetic_coco(tmp_path, "train", num_images=2, size=(40, 60))
+    ann_file = tmp_path / "annotations" / "instances_train.json"
+    coco = json.loads(ann_file.read_text())
+    coco["annotations"][1]["bbox"][2] = 0.5
+    coco["annotations"][4]["bbox"][3] = 0
+    ann_file.write_text(json.dumps(coco))
+    text = check_dataset(tmp_path, "train").format()
+    ids = [coco["annotations"][1]["id"], coco["annotations"][4]["id"]]
+    assert "2 degenerate (dropped)" in text
+    assert f"degenerate boxes dropped (< 1 px wide or high), annotation ids: {ids[0]}, {ids[1]}" in text
 
 
 def test_tile_spans_cover_without_overlap():

@@ -79,11 +79,14 @@ def test_mode1_empty_detections(tmp_path, capsys):
     assert (tmp_path / "p" / "lrp_overall.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("problem", ["missing_gt", "missing_dets", "bad_json", "unknown_image", "not_a_list"])
+@pytest.mark.parametrize("problem", ["missing_gt", "missing_dets", "bad_json", "unknown_image", "not_a_list",
+                                     "string_category"])
 def test_mode1_bad_inputs_exit_2_naming_the_file(tmp_path, capsys, problem):
     gt, dets, _ = make_dataset(tmp_path)
     expected = {"missing_gt": "nope.json", "missing_dets": "nodets.json", "bad_json": "dets.json",
-                "unknown_image": "image_id 42", "not_a_list": "dets.json"}[problem]
+                "unknown_image": "image_id 42", "not_a_list": "dets.json",
+                "string_category": "category_id '3' is not in the ground truth (a string; the category ids are "
+                                   "numbers, e.g. 3)"}[problem]
     if problem == "missing_gt":
         gt = tmp_path / "nope.json"
     elif problem == "missing_dets":
@@ -92,6 +95,8 @@ def test_mode1_bad_inputs_exit_2_naming_the_file(tmp_path, capsys, problem):
         dets.write_text("[{")
     elif problem == "unknown_image":
         dets.write_text(json.dumps([{"image_id": 42, "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.5}]))
+    elif problem == "string_category":
+        dets.write_text(json.dumps([{"image_id": 1, "category_id": "3", "bbox": [0, 0, 1, 1], "score": 0.5}]))
     else:
         dets.write_text("{}")
     assert eval_cli.main(["--gt", str(gt), "--detections", str(dets)]) == 2

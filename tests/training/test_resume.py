@@ -240,6 +240,12 @@ def test_cli_bad_input_gives_one_line_errors(tiny_config, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "Traceback" not in err and "config error: device='cuda' but CUDA is not available" in err
 
+    empty = tmp_path / "empty"
+    write_synthetic_coco(empty, "train", num_images=2, size=(96, 128), seed=1, boxes_per_image=0)
+    assert train.main(base + ["--name", "empty", "--set", f"data.root={empty}"]) == 1
+    err = _last_line(capsys.readouterr().err)
+    assert "config error" not in err and "instances_train.json: no image with a usable box to train on" in err
+
     root = tmp_path / "coco"
     write_synthetic_coco(root, "train", num_images=4, size=(96, 128), seed=1)
     bad = root / "train" / "000003.png"
