@@ -11,6 +11,7 @@ and `end_epoch()` at each epoch end, and checkpoints hold `state_dict()`.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -78,7 +79,10 @@ class Criterion:
         if not isinstance(logits, Tensor) or logits.dim() != 1:
             raise ValueError(f"LossTargets.logits must be a (M,) tensor, got {getattr(logits, 'shape', logits)}")
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            cls, loc, pos_sum, neg_sum = self.losses(lt)
+            if bool(torch.isfinite(logits.detach().sum(dtype=torch.float32))):  # one pass; NaN/inf propagate
+                cls, loc, pos_sum, neg_sum = self.losses(lt)
+            else:  # a diverged run: NaN parts for the training step's finite check (the ranking losses would raise)
+                cls = loc = pos_sum = neg_sum = torch.tensor(math.nan, device=logits.device)
         w = self.current_loc_weight
         num_pos = int(lt.num_pos)
         device = logits.device
