@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -34,21 +35,53 @@ class ConfigError(ValueError):
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(path, "", "file not found")
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        duplicate = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(path, "", f"invalid YAML: {err}") from None
+    if duplicate is not None:
+        raise ConfigError(path, duplicate[0], f"duplicate key ({duplicate[1]}); YAML would silently keep the last")
     if data is None:
-        return {}
+        raise ConfigError(path, "", "the file is empty (set at least one key, e.g. `_base_: other.yaml`)")
     if not isinstance(data, dict):
         raise ConfigError(path, "", f"the top level must be a mapping of sections, got {type(data).__name__}")
     return data
 
 
+def _duplicate_key(node: yaml.Node | None, prefix: str = "") -> tuple[str, str] | None:
+    """(dotted key, "lines a and b") of the first key repeated within one YAML mapping, or None."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
+            if name in seen:
+                where = f"line {line}" if seen[name] == line else f"lines {seen[name]} and {line}"
+                return f"{prefix}{name}", where
+            seen[name] = line
+            found = _duplicate_key(value_node, f"{prefix}{name}.")
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{prefix.removesuffix('.')}[{i}].")
+            if found:
+                return found
+    return None
+
+
 def _origin(origins: dict[str, str], key: str, default: str) -> str:
-    """Source of a dotted key: the file (or override) that set it or its nearest parent."""
+    """Source of a dotted key: the file (or override) that set it, that set all of its children (a section
+    created by one override), or that set its nearest parent."""
+    if key in origins:
+        return origins[key]
+    children = {src for k, src in origins.items() if k.startswith(key + ".")}
+    if len(children) == 1:
+        return children.pop()
     parts = key.split(".")
-    for n in range(len(parts), 0, -1):
+    for n in range(len(parts) - 1, 0, -1):
         src = origins.get(".".join(parts[:n]))
         if src is not None:
             return src
@@ -188,6 +221,8 @@ def _convert_scalar(tp: Any, value: Any, key: str, ctx: _Ctx) -> Any:
             value = float(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):  # '1e400' and .inf parse as inf, .nan as nan
+            raise ctx.error(key, f"must be a finite number, got {value!r}")
     elif tp is str:
         ok = isinstance(value, str)
     elif tp is Path:
@@ -221,6 +256,10 @@ def _build(cls: type, data: dict, prefix: str, ctx: _Ctx) -> Any:
     except ConfigValueError as err:  # a section's own check: name the file that set the key
         raise ctx.error(err.key, err.message) from None
     except (ValueError, TypeError) as err:
+        # validators write "field: message": name that field's source, not every source of the section
+        name, sep, message = str(err).partition(": ")
+        if sep and name in fields:
+            raise ctx.error(join(name), message) from None
         raise ctx.section_error(prefix, str(err)) from None
 
 

@@ -128,7 +128,7 @@ def test_missing_required_value(tmp_path):
 
 def test_post_init_error_names_section_and_file(tmp_path):
     err = _error(write(tmp_path / "v.yaml", "section:\n  root: /d\n  inner:\n    ratio: 1.5\n"))
-    assert err.key == "section.inner" and "ratio" in str(err) and "v.yaml" in str(err)
+    assert err.key == "section.inner.ratio" and "must be in (0, 1)" in str(err) and "v.yaml" in str(err)
 
 
 def test_override_errors_name_the_override(files):
@@ -183,3 +183,59 @@ def test_round_trip_and_resolved_files(tmp_path):
     assert yaml.safe_load((run_dir / "config.yaml").read_text()) == config_to_dict(cfg)
     saved = json.loads((run_dir / "environment.json").read_text())
     assert saved == env and saved["torch"] and saved["numpy"] and saved["pycocotools"] and "git_commit" in saved
+
+
+# ------------------------------------------------------------------ bad input found by trying (issue #12)
+@pytest.mark.parametrize("override", ["train.lr=1e400", "train.lr=.inf", "train.lr=-.inf", "train.lr=.nan",
+                                      "train.grad_clip=.inf", "train.warmup_factor=.nan"])
+def test_every_non_finite_number_is_rejected(tmp_path, override):
+    key = override.split("=")[0]
+    err = _error(write(tmp_path / "f.yaml", "seed: 1\n"), [override], schema=Config)
+    assert err.key == key and "must be a finite number" in str(err) and f"--set {override}" in err.file
+
+
+def test_non_finite_number_in_a_file_names_the_file(tmp_path):
+    err = _error(write(tmp_path / "f.yaml", "section:\n  root: /d\n  inner:\n    pair: [1, .inf]\n"))
+    assert err.key == "section.inner.pair[1]" and err.file.endswith("f.yaml") and "finite" in str(err)
+
+
+def test_range_error_names_the_one_source_that_set_the_value(files):
+    write(files / "r.yaml", "_base_: base.yaml\nsection:\n  inner:\n    sizes: [9]\n")
+    err = _error(files / "r.yaml", ["section.inner.ratio=1.5"])
+    assert err.key == "section.inner.ratio" and err.file == "--set section.inner.ratio=1.5", str(err)
+    assert str(err) == "--set section.inner.ratio=1.5: section.inner.ratio: 1.5 must be in (0, 1)"
+    write(files / "r2.yaml", "_base_: base.yaml\nsection:\n  inner:\n    ratio: 2.0\n")
+    err = _error(files / "r2.yaml", ["section.count=4"])
+    assert err.key == "section.inner.ratio" and err.file == str((files / "r2.yaml").resolve())
+
+
+def test_range_error_of_a_list_names_its_override(tmp_path):
+    err = _error(write(tmp_path / "d.yaml", "train:\n  epochs: 2\n"), ["train.lr_steps=[9, 3]"], schema=Config)
+    assert err.key == "train.lr_steps" and err.file == "--set train.lr_steps=[9, 3]"
+
+
+def test_unknown_set_key_is_blamed_on_the_override_not_the_yaml(files):
+    for override, key in [("sectoin.count=1", "sectoin"), ("section.inner.x.y=1", "section.inner.x"),
+                          ("bogus=1", "bogus")]:
+        err = _error(files / "child.yaml", [override])
+        assert err.key == key and err.file == f"--set {override}", (override, str(err))
+
+
+def test_empty_config_file_is_an_error(tmp_path):
+    err = _error(write(tmp_path / "empty.yaml", ""), schema=Config)
+    assert err.file.endswith("empty.yaml") and "empty" in str(err)
+    err = _error(write(tmp_path / "comments.yaml", "# nothing but a comment\n"), schema=Config)
+    assert "empty" in str(err)
+    write(tmp_path / "blank_base.yaml", "\n")
+    err = _error(write(tmp_path / "child.yaml", "_base_: blank_base.yaml\nseed: 1\n"), schema=Config)
+    assert err.file.endswith("blank_base.yaml") and "empty" in str(err)
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("train:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n", "train.lr", "lines 2 and 4"),
+    ("train:\n  lr: 0.1\ntrain:\n  epochs: 3\n", "train", "lines 1 and 3"),
+    ("data: {root: a, root: b}\n", "data.root", "line 1"),
+])
+def test_duplicate_yaml_keys_are_errors(tmp_path, text, key, lines):
+    err = _error(write(tmp_path / "dup.yaml", text), schema=Config)
+    assert err.key == key and err.file.endswith("dup.yaml") and "duplicate key" in str(err) and lines in str(err)
