@@ -130,12 +130,16 @@ def _detector(args: argparse.Namespace, cfg: Any, state: dict, num_classes: int,
 def _evaluation_of_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, list[dict], Callable[[int], Path] | None]:
     from training import inference
     from training.build import build_split
+    from data.categories import category_table, check_same_categories
     from data.errors import DatasetError, error_message
 
     cfg, state, device = _checkpoint_inputs(args)
     split = args.split or cfg.eval.split
     try:
         dataset, loader = build_split(cfg, split, train=False, batch_size=cfg.eval.batch_size)
+        # a checkpoint of another category table would be evaluated against the wrong ids
+        check_same_categories(state.get("categories"), f"checkpoint {args.checkpoint}", category_table(dataset),
+                              dataset.ann_file)
     except DatasetError as err:
         raise UsageError(str(err)) from None
     model = _detector(args, cfg, state, dataset.num_classes, device)

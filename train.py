@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.checkpoint import CheckpointError
     from training.logging import get_logger
     from training.loop import NonFiniteLossError
+    from training.run_folder import RunFolderError
     from training.trainer import SetupError, Trainer
 
     try:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SetupError, dist_utils.DeviceUnavailableError, PretrainedWeightsError) as err:
         get_logger("train").error("config error: %s", err)
         return 2
-    except (NonFiniteLossError, CheckpointError, FileExistsError, DatasetError) as err:
+    except (NonFiniteLossError, CheckpointError, FileExistsError, DatasetError, RunFolderError) as err:
         get_logger("train").error("%s", error_message(err))
         return 1
     finally:

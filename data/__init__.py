@@ -8,6 +8,7 @@ from alrp.lazy import lazy_exports
 
 _EXPORTS = {"build_dataset": ".build", "CocoDetection": ".coco", "DataConfig": ".config", "SSDAugConfig": ".config",
             "BadImageError": ".errors", "DatasetError": ".errors", "DetectionLoader": ".loader",
-            "build_loader": ".loader", "collate": ".loader"}
+            "build_loader": ".loader", "collate": ".loader", "category_table": ".categories",
+            "check_same_categories": ".categories"}
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -62,6 +62,7 @@ def build_model(cfg: Config, num_classes: int, device: torch.device, *, pretrain
 def build_parts(cfg: Config, device: torch.device, info: dist_utils.DistInfo) -> Parts:
     """Datasets, loaders (this process's share of ``train.batch_size``), detector and criterion."""
     from alrp.losses.criterion import build_criterion
+    from data.categories import category_table, check_same_categories
 
     train_set, train_loader = build_split(cfg, "train", train=True, batch_size=cfg.train.batch_size // info.world_size,
                                           distributed=info.distributed)
@@ -71,5 +72,7 @@ def build_parts(cfg: Config, device: torch.device, info: dist_utils.DistInfo) ->
     if cfg.train.eval_interval > 0:
         val_set, val_loader = build_split(cfg, cfg.eval.split, train=False, batch_size=cfg.eval.batch_size,
                                           distributed=info.distributed)
+        check_same_categories(category_table(train_set), train_set.ann_file, category_table(val_set),
+                              val_set.ann_file)
     return Parts(model=build_model(cfg, train_set.num_classes, device), criterion=build_criterion(cfg.loss),
                  train_loader=train_loader, val_loader=val_loader, val_dataset=val_set)

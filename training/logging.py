@@ -128,6 +128,30 @@ class JsonlWriter:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
+    def drop_after(self, iteration: int) -> int:
+        """Removes the lines of iterations after ``iteration`` (a resumed run writes them again); returns how many.
+
+        A last line cut short by a kill is dropped too.
+        """
+        if self.path is None or not self.path.is_file():
+            return 0
+        kept, dropped = [], 0
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                dropped += 1
+                continue
+            if isinstance(record, dict) and int(record.get("iteration", 0)) > iteration:
+                dropped += 1
+            else:
+                kept.append(line)
+        if dropped:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(self.path)
+        return dropped
+
     def write(self, record: dict[str, Any]) -> None:
         if self.path is None:
             return
@@ -139,12 +163,14 @@ class JsonlWriter:
 class TensorBoardWriter:
     """Thin ``SummaryWriter`` wrapper that skips non-finite values and does nothing when disabled."""
 
-    def __init__(self, log_dir: str | Path | None) -> None:
+    def __init__(self, log_dir: str | Path | None, purge_step: int | None = None) -> None:
+        """``purge_step``: on resume, the first step to be written again; TensorBoard then discards the earlier
+        files' events from that step on (no doubled curves after a kill and resume)."""
         self._writer = None
         if log_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(log_dir))
+            self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int, prefix: str = "") -> None:
         if self._writer is None:

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import cv2
 import torch
 
+from data.categories import category_table
 from training import inference
 from training.drawing import draw_detections
 from training.logging import progress
@@ -44,9 +45,9 @@ def checkpoint_extras(dataset: Any, metrics: Mapping[str, Any] | None,
     else `previous` (those of the checkpoint a run resumed from). Plain containers: weights-only loadable.
     """
     extras: dict[str, Any] = {}
-    cat_ids, names = getattr(dataset, "cat_ids", None), getattr(dataset, "class_names", None)
-    if cat_ids is not None and names is not None:
-        extras["categories"] = [{"id": int(c), "name": str(n)} for c, n in zip(cat_ids, names)]
+    categories = category_table(dataset)
+    if categories is not None:
+        extras["categories"] = categories
     per_class = (metrics or {}).get("per_class") or {}
     thresholds = {int(c): float(row["threshold"]) for c, row in per_class.items()
                   if row is not None and math.isfinite(float(row.get("threshold", math.nan)))}

@@ -5,7 +5,9 @@ Run folder (``cfg.run_dir`` = ``output_dir/name``): ``config.yaml``, ``environme
 ``metrics.jsonl``, ``tensorboard/``, ``checkpoints/``.
 
 Order at the end of an epoch (fixed so that a resumed run repeats an uninterrupted one exactly): self-balance
-update -> evaluation (if due) -> checkpoint (with the RNG states at that point) -> best-by-AP copy -> logs.
+update -> checkpoint marked ``eval_pending`` (so a failing evaluation loses no epoch) -> evaluation (if due) ->
+the checkpoint again, with the evaluation and the RNG states after it -> best-by-AP copy -> logs. A run resumed
+from a checkpoint whose evaluation is pending runs that evaluation first.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from data.categories import category_table, check_same_categories
 from training import checkpoint as ck
 from training import distributed as dist_utils
 from training.config import Config, config_to_dict, environment_info, save_resolved_config
@@ -26,6 +29,8 @@ from training.loop import IterationLog, NonFiniteLossError, TrainStep
 from training.logging import JsonlWriter, TensorBoardWriter, get_logger, progress, setup_logging
 from training.predictions import checkpoint_extras
 from training.optim import build_optimizer, build_scheduler, scaled_lr
+from training.resume_check import ResumeConfigError, config_changes
+from training.run_folder import check_run_folder, set_aside_stale_logs
 
 log = get_logger("trainer")
 RESUME_ENTRIES = ("model", "optimizer", "scheduler", "epoch", "iteration", "rng")  # a checkpoint without one is unreadable
@@ -65,22 +70,33 @@ class Trainer:
         self.info = dist_utils.init_distributed(dist_utils.resolve_device(cfg.device))
         self.device, self.rank0 = self.info.device, self.info.rank == 0
         self.run_dir = Path(cfg.run_dir)
+        check_run_folder(self.run_dir)
+        self.ckpt = ck.CheckpointManager(self.run_dir, keep=tc.keep_checkpoints)
+        latest = self.ckpt.latest()
+        if latest is not None and not resume:
+            raise FileExistsError(f"{self.run_dir} already holds checkpoints ({latest.name}): pass --resume to "
+                                  "continue it, or choose another name / output_dir")
+        stale = set_aside_stale_logs(self.run_dir) if latest is None and self.rank0 else None
+        orphans = self.ckpt.remove_orphans() if self.rank0 else []
         setup_logging(self.info.rank, self.run_dir / "log.txt" if self.rank0 else None)
+        if stale is not None:
+            log.warning("%s held the logs of an earlier run without checkpoints: moved to %s", self.run_dir, stale)
+        if orphans:
+            log.warning("removed %d temporary file(s) left by an interrupted write: %s", len(orphans),
+                        ", ".join(p.name for p in orphans))
         if tc.batch_size % self.info.world_size:
             raise SetupError(f"train.batch_size={tc.batch_size} is not divisible by the {self.info.world_size} "
                              "processes")
         self.amp = tc.amp and self.device.type == "cuda"
         if tc.amp and not self.amp:
             log.warning("train.amp is only supported on CUDA: training in float32 on %s", self.device)
-        self.ckpt = ck.CheckpointManager(self.run_dir, keep=tc.keep_checkpoints)
-        latest = self.ckpt.latest()
-        if latest is not None and not resume:
-            raise FileExistsError(f"{self.run_dir} already holds checkpoints ({latest.name}): pass --resume to "
-                                  "continue it, or choose another name / output_dir")
         seed_everything(cfg.seed)
         parts = parts_builder(cfg, self.device, self.info)
         self.net, self.criterion = parts.model, parts.criterion
         self.train_loader, self.val_loader, self.val_dataset = parts.train_loader, parts.val_loader, parts.val_dataset
+        train_set = getattr(self.train_loader, "dataset", None)
+        self.categories = category_table(train_set)  # stored in checkpoints, compared on resume
+        self.train_ann_file = str(getattr(train_set, "ann_file", "the training split"))
         self.model = self.net
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -89,11 +105,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.step = TrainStep(self.model, self.criterion, self.optimizer, self.scheduler, self.device,
                               scaler=self.scaler, amp=self.amp, grad_clip=tc.grad_clip)
-        self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl" if self.rank0 else None)
-        self.tb = TensorBoardWriter(self.run_dir / "tensorboard" if self.rank0 else None)
         self.env = environment_info()
-        if self.rank0:
-            save_resolved_config(cfg, self.run_dir)
         self.epoch = self.iteration = self.epoch_step = 0  # completed epochs / steps / steps in the current epoch
         self.best_ap, self.best_epoch, self.last_metrics = -math.inf, -1, None
         self._evaluated_at = -1
@@ -101,8 +113,18 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._resume_rng: dict | None = None
         self._thresholds: dict[int, float] | None = None  # LRP thresholds of the checkpoint resumed from
+        self._eval_pending = False
         if resume:
             self._resume_from(latest)
+        self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl" if self.rank0 else None)
+        self.tb = TensorBoardWriter(self.run_dir / "tensorboard" if self.rank0 else None,
+                                    purge_step=self.iteration + 1 if self.last_checkpoint else None)
+        if self.last_checkpoint is not None:  # lines after the checkpoint are replayed: drop them, mark the resume
+            self.jsonl.drop_after(self.iteration)
+            self.jsonl.write({"type": "resume", "epoch": self.epoch, "iteration": self.iteration,
+                              "checkpoint": self.last_checkpoint.name})
+        if self.rank0:
+            save_resolved_config(cfg, self.run_dir)
         log.info("run %s: %d process(es) on %s, %d it/epoch, lr %.3g (batch %d, ref %d), amp %s", self.run_dir,
                  self.info.world_size, self.device, self.iters_per_epoch, self.lr, tc.batch_size, tc.ref_batch_size,
                  self.amp)
@@ -133,9 +155,22 @@ class Trainer:
         path, state, skipped = self.ckpt.load_newest_readable(required=RESUME_ENTRIES)
         for _, why in skipped:
             log.warning("skipping unreadable checkpoint %s", why.removeprefix("cannot read checkpoint "))
+        self._check_resumable(path, state)
         self._load(path, state)
 
-    def _state(self) -> dict[str, Any]:
+    def _check_resumable(self, path: Path, state: dict[str, Any]) -> None:
+        """Refuses a checkpoint of another category table or config (the load would fail with a shape error or,
+        worse, continue a different run); logs the safe config changes."""
+        check_same_categories(state.get("categories"), f"checkpoint {path}", self.categories, self.train_ann_file)
+        unsafe, safe = config_changes(state.get("config") or {}, config_to_dict(self.cfg))
+        if unsafe:
+            raise ResumeConfigError(f"cannot resume {self.run_dir}: the config differs from the checkpoint's: "
+                                    f"{', '.join(unsafe)} (resume with the checkpoint's config, or start a new run "
+                                    "with another --name)")
+        if safe:
+            log.info("resuming with changed settings (safe): %s", ", ".join(safe))
+
+    def _state(self, eval_pending: bool = False) -> dict[str, Any]:
         return {
             "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -145,13 +180,14 @@ class Trainer:
             "epoch_rng": dist_utils.all_gather_object(self.epoch_rng),
             "epoch": self.epoch, "iteration": self.iteration, "epoch_step": self.epoch_step,
             "best_ap": self.best_ap, "best_epoch": self.best_epoch, "world_size": self.info.world_size,
-            "config": config_to_dict(self.cfg), "environment": self.env,
-            # class table + LRP-optimal thresholds of the latest evaluation, for `eval.py --images`
+            "config": config_to_dict(self.cfg), "environment": self.env, "eval_pending": eval_pending,
+            # class table + LRP-optimal thresholds of the latest evaluation, for `eval.py --images` (and the
+            # category table compared on resume)
             **checkpoint_extras(getattr(self.train_loader, "dataset", None), self.last_metrics, self._thresholds),
         }
 
-    def _save(self) -> Path | None:
-        state = self._state()  # collective (all ranks gather RNG/SB states)
+    def _save(self, eval_pending: bool = False) -> Path | None:
+        state = self._state(eval_pending)  # collective (all ranks gather RNG/SB states)
         path = None
         if self.rank0:
             path = self.ckpt.save(state, epoch=self.epoch, iteration=self.iteration)
@@ -160,8 +196,12 @@ class Trainer:
         return path
 
     def _load(self, path: Path, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.net.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as err:  # e.g. a checkpoint of older code without its config
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ck.CheckpointError(f"checkpoint {path} does not fit this run: {first_line}") from None
         # keep the schedule of the current config (e.g. more epochs); restore only the position in it
         no_lambdas = [None] * len(self.scheduler.lr_lambdas)
         self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": no_lambdas})
@@ -174,6 +214,7 @@ class Trainer:
         self.best_ap, self.best_epoch = state["best_ap"], state["best_epoch"]
         self._thresholds = state.get("lrp_thresholds")
         self.epoch_rng = state["epoch_rng"][rank]
+        self._eval_pending = bool(state.get("eval_pending", False))
         ck.restore_rng_state(state["rng"][rank])
         self._resume_rng = state["rng"][rank] if self.epoch_step else None
         self.last_checkpoint = path
@@ -245,10 +286,24 @@ class Trainer:
         if self.rank0 and path is not None:
             self.ckpt.save_best(path)
 
+    def _finish_epoch_eval(self) -> dict[str, float]:
+        """Evaluates, then saves the epoch's checkpoint again with the result (and the RNG states after it, so a
+        resumed run continues exactly) and copies it to ``best.pth`` when it is the best so far."""
+        scalars = self._validation_metrics()
+        improved = self._record_best(scalars)
+        self._eval_pending = False
+        path = self._save()
+        if improved:
+            self._copy_best(path)
+        return scalars
+
     def fit(self) -> dict[str, Any]:
         """Trains until ``train.epochs`` (or ``train.max_iters``); returns a summary of the run."""
         tc = self.cfg.train
         try:
+            if self._eval_pending:  # resumed from a checkpoint saved just before an evaluation that did not finish
+                scalars = self._finish_epoch_eval()
+                self.jsonl.write({"type": "eval", "epoch": self.epoch, "iteration": self.iteration, **scalars})
             while self.epoch < tc.epochs and (tc.max_iters is None or self.iteration < tc.max_iters):
                 self._run_epoch()
             if self._eval_due(final=True):  # e.g. a max_iters stop inside an epoch
@@ -263,7 +318,8 @@ class Trainer:
                 "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
 
     def _run_epoch(self) -> None:
-        """Trains one epoch (or its remainder after a resume), then: SB update -> evaluation -> checkpoint -> logs."""
+        """Trains one epoch (or its remainder after a resume), then: SB update -> checkpoint -> evaluation ->
+        checkpoint with its result -> logs."""
         tc, tic = self.cfg.train, time.perf_counter()
         stats = self.train_one_epoch()
         bad_images = self._report_bad_images()
@@ -274,11 +330,9 @@ class Trainer:
             return
         loc_weight_next = self.criterion.end_epoch(distributed=self.info.distributed)
         self.epoch, self.epoch_step = self.epoch + 1, 0
-        scalars = self._validation_metrics() if self._eval_due() else {}
-        improved = self._record_best(scalars)  # before the save: the checkpoint holds the new best
-        path = self._save()
-        if improved:
-            self._copy_best(path)
+        due = self._eval_due()
+        self._save(eval_pending=due)  # the epoch is safe before the evaluation (which may fail) runs
+        scalars = self._finish_epoch_eval() if due else {}
         self.jsonl.write({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration,
                           "seconds": time.perf_counter() - tic, "loc_weight_next": loc_weight_next,
                           **bad_images, **{f"train_{k}": v for k, v in stats.items()}, **scalars})

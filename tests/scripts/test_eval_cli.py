@@ -259,6 +259,15 @@ def test_mode2_config_and_checkpoint(tmp_path, capsys):
     # a checkpoint of another model shape: clear error, exit 2
     rc = eval_cli.main(["--config", str(cfg_path), "--checkpoint", str(ckpt), "--set", "model.head.num_convs=2"])
     assert rc == 2 and "does not fit" in capsys.readouterr().err
+    # a checkpoint trained on another category table: refused, naming both (it evaluated against wrong ids)
+    torch.save({"model": models.build_detector(cfg.model, 3).state_dict(),
+                "categories": [{"id": 3, "name": "square"}, {"id": 9, "name": "none"}, {"id": 7, "name": "small"}]},
+               tmp_path / "other.pth")
+    rc = eval_cli.main(["--config", str(cfg_path), "--checkpoint", str(tmp_path / "other.pth")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: category tables differ: checkpoint {tmp_path / 'other.pth'} has "
+                                      "[3 'square', 7 'small', 9 'none'] but ")
+    assert "instances_val2017.json has [3 'square', 7 'small square', 9 'none']" in err
     # a truncated image, read in a loader worker: one line naming the file, exit 2
     image = root / "val2017" / "im2.jpg"
     image.write_bytes(image.read_bytes()[:200])

@@ -145,3 +145,28 @@ def test_logging_is_quiet_on_other_ranks(tmp_path):
     setup_logging(rank=0, log_file=tmp_path / "log.txt")
     get_logger("x").info("hello")
     assert "hello" in (tmp_path / "log.txt").read_text()
+
+
+def test_non_finite_logits_stop_training_naming_iteration_and_part():
+    from alrp.losses import LossConfig
+    from alrp.losses.criterion import build_criterion
+
+    class Exploding(FakeDetector):
+        """Its classification logits become inf at the third forward pass (a diverged run)."""
+
+        calls = 0
+
+        def forward(self, images):
+            out = super().forward(images)
+            Exploding.calls += 1
+            return {k: (v * float("inf") if k == "cls_logits" and Exploding.calls >= 3 else v)
+                    for k, v in out.items()}
+
+    torch.manual_seed(0)
+    model = Exploding()
+    loader = DataLoader(FakeDataset(8), batch_size=2, collate_fn=collate)
+    opt = build_optimizer(model, name="sgd", lr=0.01)
+    sched = build_scheduler(opt, schedule="step", iters_per_epoch=4, total_iters=4, lr_steps=[1], warmup_iters=0)
+    criterion = build_criterion(LossConfig(name="alrp", box_loss="giou"))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at iteration 3: cls = nan"):
+        _steps(TrainStep(model, criterion, opt, sched, torch.device("cpu")), loader)

@@ -5,11 +5,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
 from training import checkpoint as ck
 from training.config import Config, EvalConfig, TrainConfig
 from training.loop import NonFiniteLossError
+from training.resume_check import ResumeConfigError
 from training.trainer import Parts, Trainer
-from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -240,6 +241,12 @@ def test_cli_bad_input_gives_one_line_errors(tiny_config, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "Traceback" not in err and "config error: device='cuda' but CUDA is not available" in err
 
+    not_a_folder = tmp_path / "runs.txt"
+    not_a_folder.write_text("")
+    assert train.main(base + ["--name", "x", "--output-dir", str(not_a_folder)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and _last_line(err).endswith(
+        f"run folder {not_a_folder / 'x'}: {not_a_folder} exists and is not a folder")
     empty = tmp_path / "empty"
     write_synthetic_coco(empty, "train", num_images=2, size=(96, 128), seed=1, boxes_per_image=0)
     assert train.main(base + ["--name", "empty", "--set", f"data.root={empty}"]) == 1
@@ -260,3 +267,169 @@ def test_cli_bad_input_gives_one_line_errors(tiny_config, tmp_path, capsys):
     assert train.main(base + data + ["--name", "error", "--set", "data.num_workers=1"]) == 1  # default: error
     err = capsys.readouterr().err
     assert "Traceback" not in err and _last_line(err).endswith(f"{bad}: truncated PNG (no IEND chunk)")
+
+
+# ------------------------------------------------------------------------------------------- bad input (issue #12)
+def _failing_metrics(fail_at_epochs):
+    """metrics_fn that raises like a truncated val image at the given evaluations (1-based), else `_metrics`."""
+    from data.errors import BadImageError
+
+    calls = []
+
+    def metrics(dataset, results):
+        calls.append(1)
+        if len(calls) in fail_at_epochs:
+            raise BadImageError("val/000002.jpg", "truncated JPEG (no end-of-image marker)")
+        return _metrics(dataset, results)
+    return metrics
+
+
+def test_failed_evaluation_loses_no_epoch_and_resume_runs_it_first(tmp_path, reference):
+    trainer = Trainer(_cfg(tmp_path), parts_builder=_parts_builder(), metrics_fn=_failing_metrics({2}),
+                      show_progress=False)
+    with pytest.raises(Exception, match="truncated JPEG"):
+        trainer.fit()  # epoch 2's evaluation fails
+    state = ck.load_checkpoint(ck.find_latest(tmp_path / "run"))
+    assert (state["epoch"], state["iteration"], state["eval_pending"]) == (2, 6, True)  # epoch 2 is saved
+    trainer, summary = _fit(_cfg(tmp_path), resume=True)
+    assert summary["iteration"] == 9
+    _assert_same(_weights(trainer), _weights(reference[0]))
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(x) for x in (reference[0].run_dir / "metrics.jsonl").read_text().splitlines()]
+    ap = {r["epoch"]: r["AP"] for r in lines if "AP" in r}
+    assert ap == {r["epoch"]: r["AP"] for r in ref if r["type"] == "epoch"}  # epoch 2 evaluated on resume
+    best = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pth")
+    ref_best = ck.load_checkpoint(reference[0].run_dir / "checkpoints" / "best.pth")
+    assert best["best_ap"] == ref_best["best_ap"] and best["epoch"] == ref_best["epoch"]
+
+
+@pytest.mark.parametrize("blocker", ["checkpoints_file", "output_dir_file", "read_only"])
+def test_run_folder_problems_are_found_before_training(tmp_path, blocker):
+    from tests.fixtures.bad_inputs import read_only_dir
+    from training.run_folder import RunFolderError
+
+    output = tmp_path
+    if blocker == "checkpoints_file":
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "checkpoints").write_text("")
+        expected = f"{tmp_path / 'run' / 'checkpoints'}: exists and is not a folder"
+    elif blocker == "output_dir_file":
+        output = tmp_path / "out.txt"
+        output.write_text("")
+        expected = f"{output / 'run'}: {output} exists and is not a folder"
+    else:
+        output = read_only_dir(tmp_path)
+        expected = f"{output / 'run'}: permission denied"
+    calls = []
+    with pytest.raises(RunFolderError) as info:
+        Trainer(_cfg(output), parts_builder=lambda *a: calls.append(a), metrics_fn=_metrics, show_progress=False)
+    assert str(info.value) == f"run folder {expected}" and not calls  # before any data or model is built
+
+
+def test_resume_with_a_changed_config_refuses_with_a_one_line_diff(tmp_path):
+    _fit(_cfg(tmp_path, max_iters=3))
+    cfg = _cfg(tmp_path, optimizer="adamw", batch_size=2)
+    cfg.model.fpn.channels = 32
+    with pytest.raises(ResumeConfigError) as info:
+        _fit(cfg, resume=True)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"cannot resume {tmp_path / 'run'}: the config differs from "
+                                                      "the checkpoint's: ")
+    assert "model.fpn.channels 256 -> 32" in message and "train.optimizer 'sgd' -> 'adamw'" in message
+    assert "train.batch_size 4 -> 2" in message and "train.max_iters" not in message  # max_iters is safe
+
+
+def test_resume_allows_safe_changes_and_says_so(tmp_path):
+    _fit(_cfg(tmp_path, max_iters=3))
+    trainer, summary = _fit(_cfg(tmp_path, epochs=4, log_interval=1), resume=True)
+    assert summary["epoch"] == 4
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "resuming with changed settings (safe): train.epochs 3 -> 4, train.log_interval 2 -> 1, " \
+           "train.max_iters 3 -> None" in log
+
+
+def test_orphaned_temporary_checkpoints_are_removed_on_start(tmp_path):
+    _fit(_cfg(tmp_path, max_iters=3))
+    orphan = tmp_path / "run" / "checkpoints" / ".ckpt_e0002_i00000006.pth.k2j3.tmp"
+    orphan.write_bytes(b"half a checkpoint, the process was killed")
+    _fit(_cfg(tmp_path, epochs=1), resume=True)
+    assert not orphan.exists()
+    assert f"removed 1 temporary file(s) left by an interrupted write: {orphan.name}" in \
+        (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_kill_and_resume_never_duplicates_metrics_lines(tmp_path, reference):
+    with pytest.raises(KeyboardInterrupt):
+        _fit(_cfg(tmp_path), crash_at_call=6)  # killed in iteration 6; iteration 4 was logged after checkpoint 3
+    _fit(_cfg(tmp_path), resume=True)
+    run = tmp_path / "run"
+    records = [_strict_json(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if r["type"] == "iter"] == [2, 4, 6, 8]
+    assert [(r["type"], r["iteration"]) for r in records if r["type"] == "resume"] == [("resume", 3)]
+    assert [r["epoch"] for r in records if r["type"] == "epoch"] == [1, 2, 3]
+    steps = [step for step, _ in _tensorboard_scalars(run / "tensorboard")["train/lr"]]
+    assert steps == [2, 4, 6, 8]
+    assert "resumed from" in (run / "log.txt").read_text()
+
+
+def test_reused_run_folder_without_checkpoints_starts_clean_logs(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _fit(_cfg(tmp_path), crash_at_call=3)  # leaves log.txt, metrics.jsonl (iteration 2), tensorboard/
+    run = tmp_path / "run"
+    assert not ck.find_latest(run) and (run / "metrics.jsonl").is_file()
+    _fit(_cfg(tmp_path, epochs=1))
+    records = [_strict_json(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if r["type"] == "iter"] == [2]
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert (run / "log.txt").read_text().count("[rank 0] INFO alrp.trainer: run ") == 1
+    stale = [p for p in run.iterdir() if p.name.startswith("stale-")]
+    assert len(stale) == 1 and {p.name for p in stale[0].iterdir()} == {"log.txt", "metrics.jsonl", "tensorboard"}
+
+
+@pytest.mark.parametrize("val_categories", ["fewer", "renamed"])
+def test_train_and_val_category_tables_must_match(tiny_config, tmp_path, capsys, val_categories):
+    """A val file with fewer categories crashed after the epoch; other names evaluated silently against wrong ids."""
+    import train
+    from tests.fixtures.synthetic import write_synthetic_coco
+
+    root = tmp_path / "coco"
+    train_ann = write_synthetic_coco(root, "train", num_images=4, size=(96, 128), seed=1)
+    if val_categories == "fewer":
+        val_ann = write_synthetic_coco(root, "val", num_images=2, size=(96, 128), seed=2, cat_ids=(3, 7))
+    else:
+        val_ann = write_synthetic_coco(root, "val", num_images=2, size=(96, 128), seed=2)
+        coco = json.loads(val_ann.read_text())
+        coco["categories"][0]["name"], coco["categories"][1]["name"] = "class7", "class3"
+        val_ann.write_text(json.dumps(coco))
+    argv = ["--config", str(tiny_config), "--no-progress", "--output-dir", str(tmp_path / "runs"),
+            "--set", f"data.root={root}"]
+    assert train.main(argv) == 1
+    err = _last_line(capsys.readouterr().err)
+    assert f"category tables differ: {train_ann} has" in err and f"but {val_ann} has" in err
+    assert ck.find_latest(tmp_path / "runs" / "tiny") is None  # refused before training
+
+
+class _TabledDataset(FakeDataset):
+    """FakeDataset with a category table, as CocoDetection has."""
+
+    def __init__(self, n, flip, names):
+        super().__init__(n, flip=flip)
+        self.cat_ids, self.class_names, self.ann_file = [3, 7], names, f"/data/{'_'.join(names)}.json"
+
+
+def test_checkpoint_stores_the_category_table_and_resume_compares_it(tmp_path):
+    def builder(names):
+        def build(cfg, device, info):
+            train = DataLoader(_TabledDataset(12, True, names), batch_size=cfg.train.batch_size, shuffle=True,
+                               collate_fn=collate)
+            return Parts(model=FakeDetector().to(device), criterion=FakeCriterion(), train_loader=train)
+        return build
+
+    cfg = _cfg(tmp_path, max_iters=3, eval_interval=0)
+    Trainer(cfg, parts_builder=builder(["cat", "dog"]), metrics_fn=_metrics, show_progress=False).fit()
+    state = ck.load_checkpoint(ck.find_latest(tmp_path / "run"))
+    assert state["categories"] == [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
+    with pytest.raises(Exception, match=r"category tables differ: checkpoint .*ckpt_e0001_i00000003.pth has "
+                                        r"\[3 'cat', 7 'dog'\] but /data/dog_cat.json has \[3 'dog', 7 'cat'\]"):
+        Trainer(_cfg(tmp_path, eval_interval=0), resume=True, parts_builder=builder(["dog", "cat"]),
+                metrics_fn=_metrics, show_progress=False)

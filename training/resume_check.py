@@ -1,0 +1,42 @@
+"""What may change between a checkpoint and the run that resumes it: a config diff split into safe and unsafe."""
+from __future__ import annotations
+
+from typing import Any
+
+from training.build import SetupError
+
+# Keys that may change between a checkpoint and its resumed run: the length of the run and its schedule steps,
+# logging and checkpoint cadence, evaluation, where files are, and loader mechanics. Any other change is refused.
+RESUME_SAFE_KEYS = ("train.epochs", "train.max_iters", "train.lr_steps", "train.log_interval", "train.eval_interval",
+                    "train.checkpoint_interval_iters", "train.keep_checkpoints", "eval.", "data.root",
+                    "data.num_workers", "data.pin_memory", "data.on_bad_image", "model.backbone.pretrained",
+                    "model.postprocess.", "device", "output_dir", "name")
+
+
+class ResumeConfigError(SetupError):
+    """``--resume`` with a config that differs from the checkpoint's in a key that changes the run."""
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(unsafe, safe)`` changes ``"key old -> new"`` (sorted by key) from a checkpoint's config to the current one.
+
+    Keys present on one side only (added or removed by a code change) are not compared.
+    """
+    old, new = _flatten(saved), _flatten(current)
+    unsafe, safe = [], []
+    for key in sorted(old.keys() & new.keys()):
+        if old[key] != new[key]:
+            change = f"{key} {old[key]!r} -> {new[key]!r}"
+            is_safe = any(key == s or (s.endswith(".") and key.startswith(s)) for s in RESUME_SAFE_KEYS)
+            (safe if is_safe else unsafe).append(change)
+    return unsafe, safe
