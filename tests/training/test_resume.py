@@ -241,6 +241,12 @@ def test_cli_bad_input_gives_one_line_errors(tiny_config, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "Traceback" not in err and "config error: device='cuda' but CUDA is not available" in err
 
+    no_val = tmp_path / "no_val"
+    write_synthetic_coco(no_val, "train", num_images=2, size=(96, 128), seed=1)
+    assert train.main(base + ["--name", "noval", "--set", f"data.root={no_val}", "train.eval_interval=1"]) == 1
+    err = capsys.readouterr().err
+    assert _last_line(err).endswith(f"{no_val / 'annotations' / 'instances_val.json'}: annotation file not found")
+    assert ck.find_latest(tmp_path / "runs" / "noval") is None  # found at start-up, not after an epoch
     not_a_folder = tmp_path / "runs.txt"
     not_a_folder.write_text("")
     assert train.main(base + ["--name", "x", "--output-dir", str(not_a_folder)]) == 1
