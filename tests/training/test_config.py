@@ -185,7 +185,7 @@ def test_round_trip_and_resolved_files(tmp_path):
     assert saved == env and saved["torch"] and saved["numpy"] and saved["pycocotools"] and "git_commit" in saved
 
 
-# ------------------------------------------------------------------ bad input found by trying (issue #12)
+# ------------------------------------------------------------------ bad input found by trying
 @pytest.mark.parametrize("override", ["train.lr=1e400", "train.lr=.inf", "train.lr=-.inf", "train.lr=.nan",
                                       "train.grad_clip=.inf", "train.warmup_factor=.nan"])
 def test_every_non_finite_number_is_rejected(tmp_path, override):

@@ -275,7 +275,7 @@ def test_cli_bad_input_gives_one_line_errors(tiny_config, tmp_path, capsys):
     assert "Traceback" not in err and _last_line(err).endswith(f"{bad}: truncated PNG (no IEND chunk)")
 
 
-# ------------------------------------------------------------------------------------------- bad input (issue #12)
+# ------------------------------------------------------------------------------------------- bad input
 def _failing_metrics(fail_at_epochs):
     """metrics_fn that raises like a truncated val image at the given evaluations (1-based), else `_metrics`."""
     from data.errors import BadImageError
