@@ -2,14 +2,14 @@
 otherwise AP is computed against the wrong ids (or a label has no category at all)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from .errors import DatasetError
 
 CategoryTable = list[dict[str, Any]]  # [{"id": COCO category id, "name": str}, ...] in label order (sorted ids)
 
 
-def category_table(dataset: Any) -> Optional[CategoryTable]:
+def category_table(dataset: Any) -> CategoryTable | None:
     """The table of a dataset with ``cat_ids`` and ``class_names`` (e.g. `CocoDetection`); None for others."""
     cat_ids, names = getattr(dataset, "cat_ids", None), getattr(dataset, "class_names", None)
     if cat_ids is None or names is None:
@@ -21,7 +21,7 @@ def _describe(table: CategoryTable) -> str:
     return "[" + ", ".join(f"{c['id']} {c['name']!r}" for c in sorted(table, key=lambda c: c["id"])) + "]"
 
 
-def check_same_categories(first: Optional[CategoryTable], first_source: str, second: Optional[CategoryTable],
+def check_same_categories(first: CategoryTable | None, first_source: str, second: CategoryTable | None,
                           second_source: str) -> None:
     """Raises `DatasetError` naming both sources when two tables differ (an unknown table is not compared)."""
     if first is None or second is None:
