@@ -33,7 +33,8 @@ from training.resume_check import ResumeConfigError, config_changes
 from training.run_folder import check_run_folder, set_aside_stale_logs
 
 log = get_logger("trainer")
-RESUME_ENTRIES = ("model", "optimizer", "scheduler", "epoch", "iteration", "rng")  # a checkpoint without one is unreadable
+# a checkpoint without one of these cannot be resumed from (it counts as unreadable)
+RESUME_ENTRIES = ("model", "optimizer", "scheduler", "epoch", "iteration", "rng")
 
 
 def _set_epoch(loader: Any, epoch: int) -> None:

@@ -40,7 +40,8 @@ class CheckReport:
         if self.degenerate_ann_ids:
             shown = ", ".join(str(i) for i in self.degenerate_ann_ids[:50])
             more = f" ... and {len(self.degenerate_ann_ids) - 50} more" if len(self.degenerate_ann_ids) > 50 else ""
-            lines.append(f"degenerate boxes dropped (< {MIN_BOX_SIZE:g} px wide or high), annotation ids: {shown}{more}")
+            lines.append(f"degenerate boxes dropped (< {MIN_BOX_SIZE:g} px wide or high), annotation ids: "
+                         f"{shown}{more}")
         lines.append("boxes per class:")
         lines += [f"  {name:<24}{count:>8}" for name, count in self.boxes_per_class.items() if count]
         empty = [name for name, count in self.boxes_per_class.items() if not count]

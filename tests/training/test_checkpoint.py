@@ -127,7 +127,8 @@ def test_resume_falls_back_to_the_newest_readable_checkpoint(tmp_path):
     assert path == paths[0] and state["epoch"] == 1
     assert [p for p, _ in skipped] == [paths[2], paths[1]] and "lacks entries ['model']" in skipped[1][1]
     paths[0].write_bytes(b"")
-    with pytest.raises(ck.CheckpointError, match="no readable checkpoint in .*: cannot read checkpoint .*ckpt_e0003_i00000003.pth"):
+    with pytest.raises(ck.CheckpointError,
+                       match="no readable checkpoint in .*: cannot read checkpoint .*ckpt_e0003_i00000003.pth"):
         mgr.load_newest_readable()
     assert ck.CheckpointManager(tmp_path / "empty").load_newest_readable() == (None, None, [])
 
@@ -135,7 +136,7 @@ def test_resume_falls_back_to_the_newest_readable_checkpoint(tmp_path):
 def test_orphaned_temporary_files_are_removed(tmp_path):
     mgr = ck.CheckpointManager(tmp_path)
     kept = mgr.save(_state(1), epoch=1, iteration=1)
-    orphans = [mgr.dir / ".ckpt_e0002_i00000002.pth.abc123.tmp", mgr.dir / ".latest.x1.tmp", mgr.dir / ".best.pth.q.tmp"]
+    orphans = [mgr.dir / name for name in (".ckpt_e0002_i00000002.pth.abc123.tmp", ".latest.x1.tmp", ".best.pth.q.tmp")]
     for p in orphans:
         p.write_bytes(b"half a checkpoint")
     (mgr.dir / "notes.tmp").write_text("not ours")
