@@ -48,28 +48,36 @@ def loc_error(pred_boxes: Tensor, gt_boxes: Tensor, kind: str = "giou", tau: flo
     raise ValueError(f"loc_error kind must be 'iou' or 'giou', got {kind!r}")
 
 
+BOX_LOSS_REDUCTIONS = ("per_box", "per_coordinate")
+
+
 def box_loss(kind: str, *, pred_boxes: Tensor, gt_boxes: Tensor, pred_deltas: Tensor, gt_deltas: Tensor,
-             smooth_l1_beta: float = 0.11) -> Tensor:
-    """Box regression loss summed over coordinates and averaged over positives: () tensor.
+             smooth_l1_beta: float = 0.11, reduction: str = "per_box") -> Tensor:
+    """Box regression loss of the P positives, summed and divided by P or by 4·P: () tensor.
 
     Args:
         kind: 'smooth_l1' | 'l1' (on the encoded deltas (P, 4)) | 'iou' | 'giou' (``1 - IoU`` / ``1 - GIoU`` on
             the decoded xyxy boxes (P, 4) in pixels).
         smooth_l1_beta: transition point of the smooth-L1 loss, in delta units.
+        reduction: 'per_box' divides the sum by P (mmdetection's RetinaNet); 'per_coordinate' divides it by 4·P,
+            i.e. averages over the 4 coordinates too (the AP-Loss code and the aLRP ablation code, for every
+            box loss including IoU/GIoU).
     Returns:
         The loss; 0 connected to the graph when P = 0.
     """
-    num_pos = max(1, pred_deltas.shape[0])
+    if reduction not in BOX_LOSS_REDUCTIONS:
+        raise ValueError(f"box_loss reduction must be one of {BOX_LOSS_REDUCTIONS}, got {reduction!r}")
+    divisor = max(1, pred_deltas.shape[0]) * (4 if reduction == "per_coordinate" else 1)
     if kind in ("smooth_l1", "l1"):
         _check_pairs(pred_deltas, gt_deltas, f"box_loss[{kind}]")
         if kind == "l1":
-            return F.l1_loss(pred_deltas, gt_deltas, reduction="sum") / num_pos
-        return F.smooth_l1_loss(pred_deltas, gt_deltas, reduction="sum", beta=smooth_l1_beta) / num_pos
+            return F.l1_loss(pred_deltas, gt_deltas, reduction="sum") / divisor
+        return F.smooth_l1_loss(pred_deltas, gt_deltas, reduction="sum", beta=smooth_l1_beta) / divisor
     if kind == "iou":
-        return (1.0 - paired_iou(pred_boxes, gt_boxes)).sum() / num_pos
+        return (1.0 - paired_iou(pred_boxes, gt_boxes)).sum() / divisor
     if kind == "giou":
         _check_pairs(pred_boxes, gt_boxes, "box_loss[giou]")
         if pred_boxes.shape[0] == 0:
             return 0.0 * pred_boxes.sum()
-        return generalized_box_iou_loss(pred_boxes, gt_boxes, reduction="sum") / num_pos
+        return generalized_box_iou_loss(pred_boxes, gt_boxes, reduction="sum") / divisor
     raise ValueError(f"box_loss kind must be one of 'smooth_l1', 'l1', 'iou', 'giou', got {kind!r}")

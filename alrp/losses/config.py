@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from alrp.losses.box import BOX_LOSS_REDUCTIONS
 from alrp.validation import check, check_choice, check_range
 
 LOSS_NAMES = ("alrp", "ap", "focal")
@@ -23,6 +24,8 @@ class LossConfig:
         sb_init: self-balance weight before its first update.
         loc_weight: constant box-loss weight when ``self_balance`` is false.
         smooth_l1_beta: smooth-L1 transition point (delta units).
+        box_loss_reduction: ap/focal box loss divided by P ('per_box') or by 4·P ('per_coordinate', the AP-Loss
+            and ablation code: smooth-L1, IoU and GIoU alike).
         focal_alpha, focal_gamma: focal loss constants.
         wrong_target: aLRP with target 0 instead of E_loc(i)/rank(i) (Appendix G.3 demonstration only).
     """
@@ -34,6 +37,7 @@ class LossConfig:
     sb_init: float = 50.0
     loc_weight: float = 1.0
     smooth_l1_beta: float = 0.11
+    box_loss_reduction: str = "per_box"
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     wrong_target: bool = False
@@ -41,6 +45,7 @@ class LossConfig:
     def __post_init__(self) -> None:
         check_choice("loss.name", self.name, LOSS_NAMES)
         check_choice("loss.box_loss", self.box_loss, BOX_LOSSES[self.name])
+        check_choice("loss.box_loss_reduction", self.box_loss_reduction, BOX_LOSS_REDUCTIONS)
         for key in ("delta", "sb_init", "smooth_l1_beta"):
             _require(key, getattr(self, key), positive=True)
         for key in ("loc_weight", "focal_gamma", "focal_alpha"):
