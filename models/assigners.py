@@ -1,9 +1,12 @@
 """Anchor assignment: per-anchor label (IGNORE / BACKGROUND / 1 + class) and matched ground-truth index.
 
 Both assigners share one call signature and return an `Assignment`; crowd boxes turn background anchors that they
-cover (intersection over anchor area > `crowd_ignore_iof`) into IGNORE. All operations are tensor ops over the
-(G, A) IoU matrix; the only Python loop is over the (5) FPN levels in ATSS.
+cover (intersection over anchor area > `crowd_ignore_iof`) into IGNORE, unless `crowd_ignore_iof` is None: then
+crowd boxes are not used and anchors on crowd regions stay negatives (both authors' releases drop crowd boxes).
+All operations are tensor ops over the (G, A) IoU matrix; the only Python loop is over the (5) FPN levels in ATSS.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,20 +33,21 @@ class Assignment:
 
 
 def _finish(anchors: Tensor, gt_labels: Tensor, gt_index: Tensor, positive: Tensor, negative: Tensor,
-            crowd_boxes: Tensor, crowd_ignore_iof: float) -> Assignment:
+            crowd_boxes: Tensor, crowd_ignore_iof: float | None) -> Assignment:
     """Builds labels from positive/negative masks (neither = ignore) and applies crowd ignore to negatives."""
     labels = torch.full((anchors.shape[0],), IGNORE, dtype=torch.int64, device=anchors.device)
     labels[negative] = BACKGROUND
     if gt_labels.numel():
         labels = torch.where(positive, gt_labels.to(torch.int64)[gt_index.clamp(min=0)] + 1, labels)
     matched = torch.where(positive, gt_index, torch.full_like(gt_index, NO_MATCH))
-    if crowd_boxes is not None and crowd_boxes.numel():
+    if crowd_ignore_iof is not None and crowd_boxes is not None and crowd_boxes.numel():
         covered = crowd_iof(crowd_boxes.to(anchors), anchors).amax(dim=0) > crowd_ignore_iof
         labels[covered & (labels == BACKGROUND)] = IGNORE
     return Assignment(labels=labels, matched_gt=matched)
 
 
-def _all_background(anchors: Tensor, gt_labels: Tensor, crowd_boxes: Tensor, crowd_ignore_iof: float) -> Assignment:
+def _all_background(anchors: Tensor, gt_labels: Tensor, crowd_boxes: Tensor,
+                    crowd_ignore_iof: float | None) -> Assignment:
     """Assignment of an image without ground truth: every anchor background, then crowd ignore."""
     nobody = torch.zeros(anchors.shape[0], dtype=torch.bool, device=anchors.device)
     no_match = torch.full_like(nobody, NO_MATCH, dtype=torch.int64)
@@ -77,7 +81,7 @@ class MaxIoUAssigner:
     """
 
     def __init__(self, *, pos_iou: float = 0.5, neg_iou: float = 0.4, low_quality_matches: bool = True,
-                 crowd_ignore_iof: float = 0.5) -> None:
+                 crowd_ignore_iof: float | None = 0.5) -> None:
         if not 0 <= neg_iou <= pos_iou:
             raise ValueError(f"MaxIoUAssigner: need 0 <= neg_iou ({neg_iou}) <= pos_iou ({pos_iou})")
         self.pos_iou, self.neg_iou = pos_iou, neg_iou
@@ -122,7 +126,7 @@ class ATSSAssigner:
         topk: candidates per level (9). crowd_ignore_iof: see module docstring.
     """
 
-    def __init__(self, *, topk: int = 9, crowd_ignore_iof: float = 0.5) -> None:
+    def __init__(self, *, topk: int = 9, crowd_ignore_iof: float | None = 0.5) -> None:
         self.topk = int(topk)
         self.crowd_ignore_iof = crowd_ignore_iof
 

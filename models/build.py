@@ -14,9 +14,9 @@ def build_assigner(cfg: ModelConfig):
     """Max-IoU or ATSS assigner from `cfg.assigner`."""
     a = cfg.assigner
     if a.name == "atss":
-        return ATSSAssigner(topk=a.atss_topk, crowd_ignore_iof=a.crowd_ignore_iof)
+        return ATSSAssigner(topk=a.atss_topk, crowd_ignore_iof=a.crowd_iof_threshold)
     return MaxIoUAssigner(pos_iou=a.pos_iou, neg_iou=a.neg_iou, low_quality_matches=a.low_quality_matches,
-                          crowd_ignore_iof=a.crowd_ignore_iof)
+                          crowd_ignore_iof=a.crowd_iof_threshold)
 
 
 def build_detector(model_cfg: ModelConfig, num_classes: int) -> RetinaNet:

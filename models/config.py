@@ -17,6 +17,7 @@ BACKBONE_NORMS = ("frozen_bn", "bn", "gn")
 HEAD_NORMS = (None, "gn")
 P6_SOURCES = ("c5", "p5")
 ASSIGNERS = ("max_iou", "atss")
+CROWD_ANCHORS = ("negative", "ignore")
 FPN_STRIDES = (8, 16, 32, 64, 128)  # P3..P7: fixed by the FPN
 GN_GROUPS = 32
 
@@ -128,8 +129,10 @@ class AssignerConfig:
         pos_iou / neg_iou: max-IoU thresholds (positive if IoU >= pos_iou, background if IoU < neg_iou).
         low_quality_matches: max-IoU keeps each ground truth's (tied) best anchors as positives.
         atss_topk: ATSS candidates per level per ground truth (by centre distance).
-        crowd_ignore_iof: background anchors whose intersection with a crowd box exceeds this fraction of the
-            anchor's area become ignored.
+        crowd_anchors: what background anchors on crowd regions become: 'negative' (crowd boxes dropped, as in
+            both authors' releases) or 'ignore' (our option, see `crowd_ignore_iof`).
+        crowd_ignore_iof: with crowd_anchors 'ignore', background anchors whose intersection with a crowd box
+            exceeds this fraction of the anchor's area become ignored.
     """
 
     name: str = "max_iou"
@@ -137,7 +140,13 @@ class AssignerConfig:
     neg_iou: float = 0.4
     low_quality_matches: bool = True
     atss_topk: int = 9
+    crowd_anchors: str = "ignore"
     crowd_ignore_iof: float = 0.5
+
+    @property
+    def crowd_iof_threshold(self) -> Optional[float]:
+        """`crowd_ignore_iof` when crowd regions are ignored, None when crowd boxes are dropped."""
+        return self.crowd_ignore_iof if self.crowd_anchors == "ignore" else None
 
     def __post_init__(self) -> None:
         check_choice("model.assigner.name", self.name, ASSIGNERS)
@@ -145,6 +154,7 @@ class AssignerConfig:
         check_range("model.assigner.neg_iou", self.neg_iou, 0.0, self.pos_iou)
         check_range("model.assigner.atss_topk", self.atss_topk, 1, 1 << 20)
         check_range("model.assigner.crowd_ignore_iof", self.crowd_ignore_iof, 0.0, 1.0)
+        check_choice("model.assigner.crowd_anchors", self.crowd_anchors, CROWD_ANCHORS)
 
 
 @dataclass

@@ -81,6 +81,30 @@ def test_crowd_does_not_remove_positives():
     assert out.labels.tolist() == [5, IGNORE]
 
 
+def test_crowd_anchors_negative_drops_crowd_boxes_as_the_releases_do():
+    crowd = torch.tensor([[100.0, 100, 200, 200]])
+    anchors = torch.tensor([[0.0, 0, 10, 10], [120, 120, 140, 140], [92, 100, 112, 120]])
+    for assigner in (MaxIoUAssigner(crowd_ignore_iof=None), ATSSAssigner(topk=9, crowd_ignore_iof=None)):
+        out = assigner(anchors, GT, LABEL, crowd, [3])
+        assert out.labels.tolist() == [5, BACKGROUND, BACKGROUND], type(assigner)
+        empty = assigner(anchors, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), crowd, [3])
+        assert empty.labels.tolist() == [BACKGROUND] * 3
+
+
+@pytest.mark.parametrize("mode, expected", [("negative", BACKGROUND), ("ignore", IGNORE)])
+def test_crowd_anchors_config_reaches_both_assigners(mode, expected):
+    from models.build import build_assigner
+    from models.config import ModelConfig
+
+    anchors = torch.tensor([[0.0, 0, 10, 10], [120, 120, 140, 140]])
+    for name in ("max_iou", "atss"):
+        cfg = ModelConfig(assigner={"name": name, "crowd_anchors": mode})
+        out = build_assigner(cfg)(anchors, GT, LABEL, torch.tensor([[100.0, 100, 200, 200]]), [2])
+        assert out.labels[1].item() == expected, name  # the anchor inside the crowd box
+    with pytest.raises(ValueError, match="crowd_anchors"):
+        ModelConfig(assigner={"crowd_anchors": "drop"})
+
+
 @pytest.mark.parametrize("assigner", [MaxIoUAssigner(), ATSSAssigner()])
 def test_image_without_boxes(assigner):
     anchors = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]])
