@@ -102,11 +102,11 @@ class DataConfig:
     train_size: int = 512
     eval_short_side: int = 500
     eval_max_size: int = 833
-    pad_divisor: int = 128
+    pad_divisor: int = 32  # both releases; P7's stride (128) needs no more (feature sizes are ceil(size / s))
     num_workers: int = 2
     pin_memory: bool = True
     on_bad_image: str = "error"  # 'error' | 'skip' (counted, reported by dataset.bad_image_report())
-    aspect_grouping: bool = False  # eval batches of landscape-only / portrait-only images
+    aspect_grouping: bool = True  # eval batches of landscape-only / portrait-only images (less padding)
     normalize: str = "bgr_mean"  # 'bgr_mean' (ablation code) | 'rgb_mean_std' (mmdet, torchvision weights)
     ssd: SSDAugConfig = field(default_factory=SSDAugConfig)
 

@@ -1,4 +1,4 @@
-"""Batching: `collate` (pad to a multiple of 128), seeded per-epoch samplers, `build_loader`."""
+"""Batching: `collate` (pad to a multiple of 32), seeded per-epoch samplers, `build_loader`."""
 from __future__ import annotations
 
 import math
@@ -15,7 +15,7 @@ from .config import DataConfig
 
 
 def collate(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]],
-            pad_divisor: int = 128) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+            pad_divisor: int = 32) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Stacks `(3, H_i, W_i)` images into `(N, 3, Hp, Wp)`, zero-padded at the bottom/right.
 
     `Hp`, `Wp` are the largest height/width rounded up to a multiple of `pad_divisor` (0 is the normalised

@@ -11,13 +11,22 @@ from tests.fixtures.synthetic import synthetic_coco_dict, write_coco
 def test_collate_pads_to_multiple_of_divisor():
     a, b = torch.ones(3, 100, 130), torch.full((3, 120, 90), 2.0)
     ta, tb = {"image_id": 1}, {"image_id": 2}
-    images, targets = collate([(a, ta), (b, tb)])
+    images, targets = collate([(a, ta), (b, tb)], pad_divisor=128)
     assert images.shape == (2, 3, 128, 256) and targets == [ta, tb]
     assert torch.equal(images[0, :, :100, :130], a) and images[0, :, 100:].abs().sum() == 0
     assert images[0, :, :, 130:].abs().sum() == 0
     assert torch.equal(images[1, :, :120, :90], b) and images[1, :, :, 90:].abs().sum() == 0
     images, _ = collate([(torch.ones(3, 64, 64), ta)], pad_divisor=32)
     assert images.shape == (1, 3, 64, 64)
+
+
+def test_default_padding_is_32_as_released():
+    # 800 x 800 training images stay 800 x 800 (a multiple of 128 would pad them to 896 x 896, +25 % area).
+    assert DataConfig().pad_divisor == 32
+    images, _ = collate([(torch.ones(3, 800, 800), {}), (torch.ones(3, 500, 750), {})])
+    assert images.shape == (2, 3, 800, 800)
+    images, _ = collate([(torch.ones(3, 500, 751), {})])
+    assert images.shape == (1, 3, 512, 768)
 
 
 @pytest.fixture
@@ -79,7 +88,9 @@ def test_distributed_shards_are_disjoint_and_cover_the_dataset(synth_cfg):
 
 
 def test_eval_loader_order_and_aspect_grouping(synth_cfg):
+    assert synth_cfg.aspect_grouping  # the default
     ds = build_dataset(synth_cfg, "val", train=False)
+    synth_cfg.aspect_grouping = False
     ids = [t["image_id"] for _, ts in build_loader(ds, synth_cfg, False, batch_size=2) for t in ts]
     assert ids == [r.image_id for r in ds.records]
     synth_cfg.aspect_grouping = True
