@@ -46,6 +46,7 @@ class SSDAugConfig:
     lighting: str = "pca"  # 'pca' (AlexNet lighting noise) | 'channel_swap' (mmdet/SSD) | 'none'
     lighting_prob: float = 0.5
     lighting_std: float = 0.1
+    photometric_clip: bool = False  # clip to [0, 255] after every op (ours before); neither release clips
     expand_prob: float = 0.5
     expand_ratio: list[float] = field(default_factory=lambda: [1.0, 4.0])
     crop_modes: list[float | None] = field(default_factory=lambda: [None, 0.1, 0.3, 0.7, 0.9, 0.0])

@@ -42,7 +42,8 @@ def build_train_transforms(cfg: DataConfig) -> Compose:
         return Compose([
             PhotometricDistort(a.brightness_prob, a.brightness_delta, a.contrast_prob, a.contrast_range,
                                a.saturation_prob, a.saturation_range, a.hue_prob, a.hue_delta,
-                               a.contrast_first_prob, a.lighting, a.lighting_prob, a.lighting_std),
+                               a.contrast_first_prob, a.lighting, a.lighting_prob, a.lighting_std,
+                               a.photometric_clip),
             Expand(a.expand_prob, a.expand_ratio, fill=mean),
             MinIoURandomCrop(a.crop_modes, a.crop_require, a.crop_trials, a.crop_scale, a.crop_aspect),
             Resize(size, a.interpolations),

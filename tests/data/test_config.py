@@ -7,9 +7,10 @@ from data.presets import normalization
 
 def test_defaults_follow_the_ablation_code():
     cfg = DataConfig()
-    assert (cfg.train_size, cfg.eval_short_side, cfg.eval_max_size, cfg.pad_divisor) == (512, 500, 833, 128)
+    assert (cfg.train_size, cfg.eval_short_side, cfg.eval_max_size, cfg.pad_divisor) == (512, 500, 833, 32)
     assert cfg.ssd.crop_modes == [None, 0.1, 0.3, 0.7, 0.9, 0.0] and cfg.ssd.crop_require == "any"
     assert cfg.ssd.lighting == "pca" and cfg.ssd.expand_ratio == [1.0, 4.0] and len(cfg.ssd.interpolations) == 5
+    assert not cfg.ssd.photometric_clip and cfg.aspect_grouping
     assert normalization(cfg.normalize) == ((102.98, 115.95, 122.77), (1.0, 1.0, 1.0), False)
 
 

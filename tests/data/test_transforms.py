@@ -155,20 +155,44 @@ def test_expand_hand_computed():
 
 @FAST
 @given(st.integers(0, 2**31), st.sampled_from(["pca", "channel_swap", "none"]))
-def test_photometric_keeps_dtype_and_range(seed, lighting):
+def test_photometric_clip_option_keeps_dtype_and_range(seed, lighting):
     image = np.random.default_rng(seed).integers(0, 256, (17, 23, 3), dtype=np.uint8)
     aug = PhotometricDistort(brightness_prob=1, brightness_delta=255, contrast_prob=1, contrast_range=(0, 3),
                              saturation_prob=1, saturation_range=(0, 3), hue_prob=1, hue_delta=180,
-                             lighting=lighting, lighting_prob=1, lighting_std=5.0)
+                             lighting=lighting, lighting_prob=1, lighting_std=5.0, clip=True)
     out, _ = aug(image, {}, np.random.default_rng(seed))
     assert out.dtype == np.float32 and out.shape == image.shape
     assert out.min() >= 0.0 and out.max() <= 255.0
 
 
+def test_photometric_default_does_not_clip_as_the_releases():
+    image = np.full((4, 4, 3), 250, np.uint8)
+    aug = PhotometricDistort(brightness_prob=1, brightness_delta=32, contrast_prob=0, saturation_prob=0,
+                             hue_prob=0, lighting="none")
+    assert not aug.clip and not DataConfig().ssd.photometric_clip
+    out, _ = aug(image, {}, np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    rng.random()  # the first draw decides whether brightness fires (p = 1), the second is its delta
+    delta = rng.uniform(-32, 32)
+    assert delta > 5
+    np.testing.assert_allclose(out, 250 + delta, atol=1e-3)  # no clip at 255 when delta > 5
+    clipped, _ = PhotometricDistort(brightness_prob=1, contrast_prob=0, saturation_prob=0, hue_prob=0,
+                                    lighting="none", clip=True)(image, {}, np.random.default_rng(1))
+    np.testing.assert_allclose(clipped, min(250 + delta, 255), atol=1e-3)
+
+
 def test_photometric_ops_hand_computed():
     px = np.array([[[10.0, 100.0, 250.0]]], np.float32)
-    np.testing.assert_allclose(adjust_brightness(px.copy(), 10), [[[20, 110, 255]]])
+    np.testing.assert_allclose(adjust_brightness(px.copy(), 10), [[[20, 110, 260]]])  # released: no clipping
+    np.testing.assert_allclose(adjust_brightness(px.copy(), 10, clip=True), [[[20, 110, 255]]])
     np.testing.assert_allclose(adjust_contrast(px.copy(), 0.5), [[[5, 50, 125]]])
+    np.testing.assert_allclose(adjust_contrast(px.copy(), 2.0), [[[20, 200, 500]]])
+    np.testing.assert_allclose(adjust_contrast(px.copy(), 2.0, clip=True), [[[20, 200, 255]]])
+    # saturation x2 of S = 0.96: 1.92 unclipped (channels leave [0, 255]) vs 1 clipped (min channel 0;
+    # hue 22.5 deg puts G at V * 22.5 / 60)
+    assert adjust_saturation_hue(px.copy(), 2.0, None).min() < 0
+    np.testing.assert_allclose(adjust_saturation_hue(px.copy(), 2.0, None, clip=True), [[[0, 250 * 0.375, 250]]],
+                               atol=1e-2)
     np.testing.assert_allclose(adjust_saturation_hue(px.copy(), 1.0, 0.0), px, atol=1e-3)
     np.testing.assert_allclose(adjust_saturation_hue(px.copy(), 1.0, 360.0), px, atol=1e-3)
     grey = adjust_saturation_hue(px.copy(), 0.0, None)  # saturation 0 -> grey at V = max channel
