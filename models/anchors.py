@@ -1,8 +1,9 @@
 """Anchor generation for the FPN levels P3-P7.
 
 Layout (the same as the head outputs): levels in order P3..P7; inside a level, locations row-major (y, then x);
-inside a location, ratio-major then scale: index `r * len(scales) + s`. Anchor centres sit at the centre of their
-feature cell, `((x + 0.5) * stride, (y + 0.5) * stride)` pixels.
+inside a location, ratio-major then scale: index `r * len(scales) + s`. Anchor centres sit at
+`((x + center_offset) * stride, (y + center_offset) * stride)` pixels: the centre of their feature cell with the
+default offset 0.5, its top-left corner with 0 (mmdetection 2.x).
 """
 from __future__ import annotations
 
@@ -37,14 +38,16 @@ class AnchorGenerator:
         base_scale: base anchor side = base_scale * stride (4).
         scales: side multipliers ([1, 2 ** 0.5]).
         ratios: height / width ratios, area kept ([0.5, 1, 2]).
+        center_offset: anchor centre within its feature cell, in cells (0.5).
     """
 
     def __init__(self, *, strides: Sequence[int], base_scale: float, scales: Sequence[float],
-                 ratios: Sequence[float]) -> None:
+                 ratios: Sequence[float], center_offset: float = 0.5) -> None:
         self.strides = tuple(int(s) for s in strides)
         self.base_scale = float(base_scale)
         self.scales = tuple(float(s) for s in scales)
         self.ratios = tuple(float(r) for r in ratios)
+        self.center_offset = float(center_offset)
         self._cache: dict[tuple, Anchors] = {}
 
     @property
@@ -71,8 +74,8 @@ class AnchorGenerator:
         if key not in self._cache:
             levels = []
             for (h, w), stride in zip(sizes, self.strides):
-                ys = (torch.arange(h, dtype=torch.float64) + 0.5) * stride
-                xs = (torch.arange(w, dtype=torch.float64) + 0.5) * stride
+                ys = (torch.arange(h, dtype=torch.float64) + self.center_offset) * stride
+                xs = (torch.arange(w, dtype=torch.float64) + self.center_offset) * stride
                 cy, cx = torch.meshgrid(ys, xs, indexing="ij")
                 centres = torch.stack((cx, cy, cx, cy), dim=-1).reshape(-1, 1, 4)  # (h*w, 1, 4)
                 levels.append((centres + self.cell_anchors(stride)[None]).reshape(-1, 4))

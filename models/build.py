@@ -30,13 +30,15 @@ def build_detector(model_cfg: ModelConfig, num_classes: int) -> RetinaNet:
     backbone = ResNetBackbone(name=b.name, norm=b.norm, freeze_affine=b.freeze_affine,
                               frozen_stages=b.frozen_stages, pretrained=b.pretrained)
     fpn = FPN(in_channels=backbone.out_channels, channels=f.channels, p6_from=f.p6_from,
-              relu_before_p7=f.relu_before_p7)
-    anchors = AnchorGenerator(strides=FPN_STRIDES, base_scale=an.base_scale, scales=an.scales, ratios=an.ratios)
+              relu_before_p7=f.relu_before_p7, init=f.init)
+    anchors = AnchorGenerator(strides=FPN_STRIDES, base_scale=an.base_scale, scales=an.scales, ratios=an.ratios,
+                              center_offset=an.center_offset)
     head = RetinaHead(in_channels=f.channels, num_anchors=anchors.num_anchors_per_location, num_classes=num_classes,
                       channels=h.channels, num_convs=h.num_convs, norm=h.norm, prior_prob=h.prior_prob,
                       box_init_std=h.box_init_std)
     coder = BoxCoder(weights=bc.weights, clamp=bc.clamp)
     post = PostProcessor(coder=coder, score_threshold=pp.score_threshold, pre_nms_topk=pp.pre_nms_topk,
-                         nms_iou=pp.nms_iou, max_detections=pp.max_detections)
+                         nms_iou=pp.nms_iou, max_detections=pp.max_detections,
+                         level_score_thresholds=pp.level_score_thresholds, topk_unit=pp.topk_unit)
     return RetinaNet(backbone=backbone, fpn=fpn, head=head, anchor_generator=anchors, box_coder=coder,
                      assigner=build_assigner(model_cfg), postprocessor=post, num_classes=num_classes)

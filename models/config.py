@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from alrp.validation import ConfigValueError, check_choice, check_range
+from alrp.validation import ConfigValueError, check, check_choice, check_range
 
 from .weights import name_problem
 
@@ -16,6 +16,8 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d"
 BACKBONE_NORMS = ("frozen_bn", "bn", "gn")
 HEAD_NORMS = (None, "gn")
 P6_SOURCES = ("c5", "p5")
+FPN_INITS = ("kaiming_uniform", "normal", "xavier_uniform")
+TOPK_UNITS = ("pair", "anchor")
 ASSIGNERS = ("max_iou", "atss")
 CROWD_ANCHORS = ("negative", "ignore")
 FPN_STRIDES = (8, 16, 32, 64, 128)  # P3..P7: fixed by the FPN
@@ -61,16 +63,20 @@ class FPNConfig:
     Attributes:
         channels: output channels of every level (256 in the paper; 64 for the CPU demo).
         p6_from: 'c5' (ablation code, RetinaNet paper) or 'p5' (torchvision).
-        relu_before_p7: P7 = conv(ReLU(P6)) (ablation code) instead of conv(P6).
+        relu_before_p7: P7 = conv(ReLU(P6)) (ablation code) instead of conv(P6) (mmdet).
+        init: weight init of the new FPN convs, bias 0: 'kaiming_uniform' (torchvision's FPN), 'normal'
+            (N(0, 0.01), ablation code) or 'xavier_uniform' (mmdet).
     """
 
     channels: int = 256
     p6_from: str = "c5"
     relu_before_p7: bool = True
+    init: str = "kaiming_uniform"
 
     def __post_init__(self) -> None:
         check_range("model.fpn.channels", self.channels, 1, 1 << 16)
         check_choice("model.fpn.p6_from", self.p6_from, P6_SOURCES)
+        check_choice("model.fpn.init", self.init, FPN_INITS)
 
 
 @dataclass
@@ -106,15 +112,19 @@ class AnchorConfig:
     """Anchors per FPN level: base size `base_scale * stride`, times each scale, at each ratio (h / w, area kept).
 
     A = len(scales) * len(ratios) anchors per location (6 by default). ATSS uses ratios [1.0]. The strides are
-    the FPN levels' (`FPN_STRIDES`, P3-P7).
+    the FPN levels' (`FPN_STRIDES`, P3-P7). `center_offset`: anchor centres at ((x + offset) * stride,
+    (y + offset) * stride) pixels; 0.5 is the cell centre (the ablation code's, up to its -0.5 px "+1"
+    convention), 0 the cell corner (mmdetection 2.x).
     """
 
     base_scale: float = 4.0
+    center_offset: float = 0.5
     scales: list[float] = field(default_factory=lambda: [1.0, 2 ** 0.5])
     ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
 
     def __post_init__(self) -> None:
         check_range("model.anchors.base_scale", self.base_scale, 0.0, 1e4, low_open=True)
+        check_range("model.anchors.center_offset", self.center_offset, 0.0, 1.0)
         for key, values in (("anchors.scales", self.scales), ("anchors.ratios", self.ratios)):
             if not values or any(not v > 0 for v in values):
                 raise ConfigValueError(f"model.{key}", f"{values!r} must be a non-empty list of positive numbers")
@@ -144,7 +154,7 @@ class AssignerConfig:
     crowd_ignore_iof: float = 0.5
 
     @property
-    def crowd_iof_threshold(self) -> Optional[float]:
+    def crowd_iof_threshold(self) -> float | None:
         """`crowd_ignore_iof` when crowd regions are ignored, None when crowd boxes are dropped."""
         return self.crowd_ignore_iof if self.crowd_anchors == "ignore" else None
 
@@ -172,15 +182,30 @@ class BoxCoderConfig:
 
 @dataclass
 class PostprocessConfig:
-    """Detections: per level top `pre_nms_topk` over `score_threshold`, per-class NMS, `max_detections` kept."""
+    """Detections: per level top `pre_nms_topk` over `score_threshold`, per-class NMS, `max_detections` kept.
+
+    Attributes:
+        level_score_thresholds: per-level thresholds P3..P7 replacing `score_threshold` (ablation code:
+            [0.01, 0.01, 0.01, 0.01, 0.0]), or None.
+        topk_unit: 'pair' (top (anchor, class) pairs, AP-Loss-based codes) or 'anchor' (top anchors by their best
+            class, all classes kept, mmdetection).
+    """
 
     score_threshold: float = 0.05
     pre_nms_topk: int = 1000
     nms_iou: float = 0.5
     max_detections: int = 100
+    level_score_thresholds: list[float] | None = None
+    topk_unit: str = "pair"
 
     def __post_init__(self) -> None:
         check_range("model.postprocess.score_threshold", self.score_threshold, 0.0, 1.0)
+        if self.level_score_thresholds is not None:
+            check(len(self.level_score_thresholds) == len(FPN_STRIDES), "model.postprocess.level_score_thresholds",
+                  f"{self.level_score_thresholds!r} must have {len(FPN_STRIDES)} entries (P3-P7)")
+            for value in self.level_score_thresholds:
+                check_range("model.postprocess.level_score_thresholds", value, 0.0, 1.0)
+        check_choice("model.postprocess.topk_unit", self.topk_unit, TOPK_UNITS)
         check_range("model.postprocess.pre_nms_topk", self.pre_nms_topk, 1, 1 << 30)
         check_range("model.postprocess.nms_iou", self.nms_iou, 0.0, 1.0)
         check_range("model.postprocess.max_detections", self.max_detections, 1, 1 << 30)

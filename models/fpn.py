@@ -7,6 +7,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+_INITS = {
+    "kaiming_uniform": lambda w: nn.init.kaiming_uniform_(w, a=1),
+    "normal": lambda w: nn.init.normal_(w, std=0.01),
+    "xavier_uniform": nn.init.xavier_uniform_,
+}
+
+
 class FPN(nn.Module):
     """P3-P7 pyramid.
 
@@ -14,10 +21,12 @@ class FPN(nn.Module):
         in_channels: channels of C3, C4, C5. channels: output channels of every level (256).
         p6_from: 'c5' (P6 = conv(C5), ablation code) or 'p5' (P6 = conv(P5), torchvision).
         relu_before_p7: P7 = conv(ReLU(P6)) when True, conv(P6) otherwise.
+        init: conv weight init, bias 0: 'kaiming_uniform' (a=1, torchvision), 'normal' (N(0, 0.01), ablation
+            code) or 'xavier_uniform' (mmdet).
     """
 
     def __init__(self, *, in_channels: Sequence[int], channels: int = 256, p6_from: str = "c5",
-                 relu_before_p7: bool = True) -> None:
+                 relu_before_p7: bool = True, init: str = "kaiming_uniform") -> None:
         super().__init__()
         if p6_from not in ("c5", "p5"):
             raise ValueError(f"FPN: p6_from must be 'c5' or 'p5', got {p6_from!r}")
@@ -27,9 +36,11 @@ class FPN(nn.Module):
         self.p6 = nn.Conv2d(in_channels[-1] if p6_from == "c5" else channels, channels, 3, stride=2, padding=1)
         self.p7 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
         self.relu_before_p7 = relu_before_p7
+        if init not in _INITS:
+            raise ValueError(f"FPN: init must be one of {sorted(_INITS)}, got {init!r}")
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_uniform_(module.weight, a=1)
+                _INITS[init](module.weight)
                 nn.init.zeros_(module.bias)
 
     def forward(self, feats: dict[str, Tensor]) -> list[Tensor]:

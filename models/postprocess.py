@@ -8,6 +8,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from .box_coder import BoxCoder
+from .config import TOPK_UNITS
 
 
 def _pair(value, key: str) -> tuple[float, float]:
@@ -46,21 +47,50 @@ class PostProcessor:
         coder: box coder of the model. score_threshold: keep candidates with sigmoid score > this (0.05).
         pre_nms_topk: candidates kept per level (1000). nms_iou: per-class NMS IoU (0.5).
         max_detections: detections kept per image (100).
+        level_score_thresholds: one threshold per level replacing `score_threshold` (the ablation code:
+            0.01 on P3-P6, 0 on P7), or None.
+        topk_unit: 'pair' keeps the top `pre_nms_topk` (anchor, class) pairs of a level (both AP-Loss-based
+            codes); 'anchor' keeps the top `pre_nms_topk` anchors by their best class score, with all their
+            classes (mmdetection). The score threshold applies after the top-k either way.
     """
 
     def __init__(self, *, coder: BoxCoder, score_threshold: float = 0.05, pre_nms_topk: int = 1000,
-                 nms_iou: float = 0.5, max_detections: int = 100) -> None:
+                 nms_iou: float = 0.5, max_detections: int = 100,
+                 level_score_thresholds: Sequence[float] | None = None, topk_unit: str = "pair") -> None:
+        if topk_unit not in TOPK_UNITS:
+            raise ValueError(f"postprocess: topk_unit must be one of {TOPK_UNITS}, got {topk_unit!r}")
         self.coder = coder
         self.score_threshold = score_threshold
         self.pre_nms_topk = pre_nms_topk
         self.nms_iou = nms_iou
         self.max_detections = max_detections
+        self.level_score_thresholds = None if level_score_thresholds is None else tuple(level_score_thresholds)
+        self.topk_unit = topk_unit
+
+    def _level_threshold(self, level: int, num_levels: int) -> float:
+        if self.level_score_thresholds is None:
+            return self.score_threshold
+        if len(self.level_score_thresholds) != num_levels:
+            raise ValueError(f"postprocess: {len(self.level_score_thresholds)} level_score_thresholds for "
+                             f"{num_levels} levels")
+        return self.level_score_thresholds[level]
+
+    def _level_topk(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Top-k of one level's (N, count, K) logits -> logits (N, c), anchor (N, c) and class (N, c) indices."""
+        n, count, k = logits.shape
+        if self.topk_unit == "pair":
+            top, idx = logits.reshape(n, count * k).topk(min(self.pre_nms_topk, count * k), dim=1)
+            return top, idx // k, idx % k
+        best = logits.amax(dim=2).topk(min(self.pre_nms_topk, count), dim=1).indices  # (N, a)
+        top = logits.gather(1, best.unsqueeze(-1).expand(-1, -1, k)).reshape(n, -1)  # (N, a * K)
+        classes = torch.arange(k, device=logits.device).repeat(best.shape[1]).expand(n, -1)
+        return top, best.repeat_interleave(k, dim=1), classes
 
     def candidates(self, cls_logits: Tensor, level_counts: Sequence[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Per-level top-k (anchor, class) pairs of every image, batched over images.
+        """Per-level top-k candidates of every image, batched over images (see `topk_unit`).
 
-        Top-k runs on the logits (sigmoid is monotonic), then scores under the threshold are marked invalid: the
-        same as taking the top k of the pairs over the threshold, without a host sync per level.
+        Top-k runs on the logits (sigmoid is monotonic), then scores not above the level's threshold are marked
+        invalid: the same as thresholding after the top-k, without a host sync per level.
 
         Args:
             cls_logits: (N, HWA, K). level_counts: anchors per level.
@@ -68,16 +98,16 @@ class PostProcessor:
             scores (N, C), anchor indices (N, C), class indices (N, C), valid (N, C) bool, C = sum of per-level k.
         """
         n, _, k = cls_logits.shape
-        scores, anchors, classes, start = [], [], [], 0
-        for count in level_counts:
-            logits = cls_logits[:, start:start + count].reshape(n, count * k)
-            top, idx = logits.topk(min(self.pre_nms_topk, count * k), dim=1)
-            scores.append(torch.sigmoid(top))
-            anchors.append(idx // k + start)
-            classes.append(idx % k)
+        scores, anchors, classes, valid, start = [], [], [], [], 0
+        for level, count in enumerate(level_counts):
+            top, anchor, cls = self._level_topk(cls_logits[:, start:start + count])
+            score = torch.sigmoid(top)
+            scores.append(score)
+            anchors.append(anchor + start)
+            classes.append(cls)
+            valid.append(score > self._level_threshold(level, len(level_counts)))
             start += count
-        scores = torch.cat(scores, dim=1)
-        return scores, torch.cat(anchors, dim=1), torch.cat(classes, dim=1), scores > self.score_threshold
+        return torch.cat(scores, dim=1), torch.cat(anchors, dim=1), torch.cat(classes, dim=1), torch.cat(valid, 1)
 
     @torch.no_grad()
     def __call__(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_counts: Sequence[int],

@@ -1,4 +1,5 @@
 """Post-processor on hand-made logits: threshold, per-level top-k, per-class NMS, clipping, mapping to originals."""
+import pytest
 import torch
 
 from models.box_coder import BoxCoder
@@ -58,6 +59,33 @@ def test_top_k_is_per_level():
     det = run(make(pre_nms_topk=1), logits, TARGET)
     # level 0 keeps only its best pair, level 1 only its best, although 0.8 beats both level-1 scores
     assert det["scores"].tolist() == torch.tensor([0.9, 0.3]).tolist()
+
+
+def test_top_k_by_anchor_keeps_every_class_of_the_best_anchors():
+    # level 0: anchor 0 (best class 0.9) beats anchor 1 (0.8); with k = 1 by anchor, anchor 0 keeps both its
+    # classes (0.9 and 0.06 > 0.05) while anchor 1 is gone; by pair only the 0.9 pair survives
+    logits = logits_for([(0, 0, 0.9), (0, 2, 0.06), (1, 1, 0.8), (2, 0, 0.3), (3, 1, 0.2)])
+    det = run(make(pre_nms_topk=1, topk_unit="anchor"), logits, TARGET)
+    assert sorted(det["scores"].tolist()) == pytest.approx([0.06, 0.3, 0.9])
+    assert sorted(det["labels"].tolist()) == [0, 0, 2]
+    det = run(make(pre_nms_topk=1), logits, TARGET)
+    assert det["scores"].tolist() == torch.tensor([0.9, 0.3]).tolist()
+    # a large k gives the same detections either way
+    assert run(make(topk_unit="anchor"), logits, TARGET)["scores"].tolist() == run(make(), logits, TARGET)[
+        "scores"].tolist()
+
+
+def test_level_score_thresholds_of_the_ablation_code():
+    # 0.01 on the first level, 0 on the last: a 0.005 score survives on the last level only, where every pair
+    # in the top k passes (the 4 "no" pairs of level 1 too, at sigmoid(-20))
+    logits = logits_for([(0, 0, 0.02), (1, 1, 0.005), (2, 0, 0.005), (3, 2, 0.0001)])
+    det = run(make(level_score_thresholds=[0.01, 0.0]), logits, TARGET)
+    assert len(det["scores"]) == 1 + 2 * 3
+    assert sorted(det["scores"].tolist())[4:] == pytest.approx([0.0001, 0.005, 0.02])
+    with pytest.raises(ValueError, match="level_score_thresholds"):
+        run(make(level_score_thresholds=[0.01]), logits, TARGET)
+    with pytest.raises(ValueError, match="topk_unit"):
+        make(topk_unit="class")
 
 
 def test_boxes_are_clipped_and_mapped_to_original_pixels():

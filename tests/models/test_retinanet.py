@@ -141,6 +141,10 @@ def test_pretrained_weights_are_loaded_and_mismatches_reported(tmp_path, caplog)
     (lambda: ModelConfig(assigner={"pos_iou": 0.3, "neg_iou": 0.4}), "assigner.neg_iou"),
     (lambda: ModelConfig(postprocess={"nms_iou": 1.5}), "postprocess.nms_iou"),
     (lambda: ModelConfig(fpn={"p6_from": "c4"}), "fpn.p6_from"),
+    (lambda: ModelConfig(fpn={"init": "orthogonal"}), "fpn.init"),
+    (lambda: ModelConfig(anchors={"center_offset": 2.0}), "anchors.center_offset"),
+    (lambda: ModelConfig(postprocess={"topk_unit": "class"}), "postprocess.topk_unit"),
+    (lambda: ModelConfig(postprocess={"level_score_thresholds": [0.01, 0.0]}), "postprocess.level_score_thresholds"),
     (lambda: ModelConfig(head={"widht": 3}), "head"),
 ])
 def test_config_errors_name_the_key(make, key):
@@ -182,3 +186,18 @@ def test_everything_stays_on_the_input_device():
     dets = model.postprocess(out, anchors, targets)
     assert dets[0]["boxes"].device.type == "cuda" and len(dets[0]["scores"]) == 100
     assert dets[1]["boxes"][:, 2].max() <= 384 and dets[1]["boxes"][:, 3].max() <= 512
+
+
+@pytest.mark.parametrize("init, check", [
+    ("normal", lambda w: abs(w.std().item() - 0.01) < 0.002),  # ablation code: N(0, 0.01)
+    ("xavier_uniform", lambda w: w.abs().max().item() <= (6 / (w.shape[0] * 9 + w.shape[1] * 9)) ** 0.5),
+    ("kaiming_uniform", lambda w: w.std().item() > 0.012),
+])
+def test_fpn_init_options(init, check):
+    from models.fpn import FPN
+    from models.config import FPN_INITS
+
+    assert init in FPN_INITS
+    fpn = FPN(in_channels=[64, 128, 256], channels=64, init=init)
+    for conv in list(fpn.output) + [fpn.p6, fpn.p7]:
+        assert check(conv.weight) and conv.bias.abs().sum() == 0
