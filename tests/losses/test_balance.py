@@ -51,3 +51,28 @@ def test_distributed_update_single_process(tmp_path):
         assert SelfBalance(init=7.0).update(distributed=True) == 7.0  # nothing anywhere: no update
     finally:
         dist.destroy_process_group()
+
+
+def test_iteration_period_updates_every_n_iterations_as_mmdet():
+    sb = SelfBalance(50.0, period_iters=3)
+    assert not sb.updates_at_epoch_end
+    for cls, loc in ((1.0, 1.0), (2.0, 1.0)):
+        sb.accumulate(cls, loc)
+        assert not sb.end_iteration()
+    assert sb.end_iteration()  # third iteration (no positives: nothing accumulated) closes the period
+    assert sb.weight == pytest.approx((3.0 + 2.0) / 2.0)
+    sb.accumulate(1.0, 4.0)
+    state = sb.state_dict()
+    assert not sb.end_iteration() and sb.state_dict()["iters"] == 1
+    restored = SelfBalance(50.0, period_iters=3)
+    restored.load_state_dict(state)
+    assert not restored.end_iteration() and not restored.end_iteration() and restored.end_iteration()
+    assert restored.weight == pytest.approx(5.0 / 4.0)
+
+
+def test_epoch_period_ignores_end_iteration():
+    sb = SelfBalance(50.0)
+    sb.accumulate(1.0, 1.0)
+    assert sb.updates_at_epoch_end and not any(sb.end_iteration() for _ in range(10)) and sb.weight == 50.0
+    with pytest.raises(ValueError, match="period_iters"):
+        SelfBalance(50.0, period_iters=0)
