@@ -70,6 +70,13 @@ class SelfBalance:
         """True when the weight is updated at epoch ends (no ``period_iters``)."""
         return self.period_iters is None
 
+    def end_epoch(self, distributed: bool = False) -> float:
+        """Epoch end: :meth:`update` unless a fixed iteration period is set; every process must call it.
+
+        Returns the weight now in use.
+        """
+        return self.update(distributed) if self.updates_at_epoch_end else self.weight
+
     def update(self, distributed: bool = False) -> float:
         """End of a period: set ``weight = (sum L_cls + sum L_loc) / sum L_loc`` and reset the statistics.
 

@@ -74,5 +74,9 @@ def test_epoch_period_ignores_end_iteration():
     sb = SelfBalance(50.0)
     sb.accumulate(1.0, 1.0)
     assert sb.updates_at_epoch_end and not any(sb.end_iteration() for _ in range(10)) and sb.weight == 50.0
+    assert sb.end_epoch() == 2.0
+    periodic = SelfBalance(50.0, period_iters=100)
+    periodic.accumulate(1.0, 1.0)
+    assert periodic.end_epoch() == 50.0 and periodic.state_dict()["count"] == 1  # the period runs on
     with pytest.raises(ValueError, match="period_iters"):
         SelfBalance(50.0, period_iters=0)
