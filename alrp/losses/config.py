@@ -22,6 +22,8 @@ class LossConfig:
         box_loss: aLRP: the E_loc form, 'iou' | 'giou'; ap/focal: 'smooth_l1' | 'l1' | 'iou' | 'giou'.
         self_balance: weight the box loss by the self-balance weight (else by ``loc_weight``).
         sb_init: self-balance weight before its first update.
+        sb_period_iters: update the self-balance weight every this many iterations (the mmdet release: 3665,
+            one COCO epoch at batch 32) instead of at each epoch end (null, the ablation code).
         loc_weight: constant box-loss weight when ``self_balance`` is false.
         smooth_l1_beta: smooth-L1 transition point (delta units).
         box_loss_reduction: ap/focal box loss divided by P ('per_box') or by 4·P ('per_coordinate', the AP-Loss
@@ -35,6 +37,7 @@ class LossConfig:
     box_loss: str = "giou"
     self_balance: bool = True
     sb_init: float = 50.0
+    sb_period_iters: int | None = None
     loc_weight: float = 1.0
     smooth_l1_beta: float = 0.11
     box_loss_reduction: str = "per_box"
@@ -46,6 +49,10 @@ class LossConfig:
         check_choice("loss.name", self.name, LOSS_NAMES)
         check_choice("loss.box_loss", self.box_loss, BOX_LOSSES[self.name])
         check_choice("loss.box_loss_reduction", self.box_loss_reduction, BOX_LOSS_REDUCTIONS)
+        check(self.sb_period_iters is None or (isinstance(self.sb_period_iters, int)
+                                               and not isinstance(self.sb_period_iters, bool)
+                                               and self.sb_period_iters >= 1),
+              "loss.sb_period_iters", f"{self.sb_period_iters!r} must be a positive integer or null")
         for key in ("delta", "sb_init", "smooth_l1_beta"):
             _require(key, getattr(self, key), positive=True)
         for key in ("loc_weight", "focal_gamma", "focal_alpha"):
