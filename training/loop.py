@@ -71,7 +71,7 @@ class TrainStep:
     Args:
         model: the detector, possibly wrapped in DDP (``anchors``/``loss_targets`` are called on the inner module).
         criterion: ``criterion(loss_targets) -> dict`` with ``total``, ``cls``, ``loc`` (+ statistics), and
-            ``accumulate(losses)`` for its self-balance statistics.
+            ``accumulate(losses, distributed)`` for its self-balance statistics.
         scaler: a ``GradScaler`` when AMP is on (CUDA only); ``amp`` enables ``torch.autocast`` for the forward.
     """
 
@@ -112,7 +112,7 @@ class TrainStep:
                                                  self.grad_clip)
         values["lr"] = current_lr(self.optimizer)
         self.scheduler.step()
-        self.criterion.accumulate(losses)
+        self.criterion.accumulate(losses, distributed=dist_utils.is_initialized())
         return values
 
 

@@ -35,33 +35,40 @@ class Criterion:
         self_balance: the SB object, or None for the constant ``loc_weight``.
         loc_weight: constant weight of the box loss when ``self_balance`` is None.
         smooth_l1_beta: smooth-L1 transition point.
+        box_loss_reduction: 'per_box' (sum / P) or 'per_coordinate' (sum / 4P, the released AP Loss baseline).
     """
 
     def __init__(self, *, box_loss: str, self_balance: SelfBalance | None = None, loc_weight: float = 1.0,
-                 smooth_l1_beta: float = 0.11) -> None:
+                 smooth_l1_beta: float = 0.11, box_loss_reduction: str = "per_box") -> None:
         self.box_loss = box_loss
         self.self_balance = self_balance
         self.loc_weight = float(loc_weight)
         self.smooth_l1_beta = float(smooth_l1_beta)
+        self.box_loss_reduction = box_loss_reduction
 
     @property
     def current_loc_weight(self) -> float:
         """The weight of the box loss for the current iteration."""
         return self.self_balance.weight if self.self_balance is not None else self.loc_weight
 
-    def accumulate(self, losses: dict[str, Tensor]) -> None:
+    def accumulate(self, losses: dict[str, Tensor], distributed: bool = False) -> None:
         """Records one training step's (detached) ``cls`` and ``loc`` for the self-balance weight.
 
-        Steps without positives are left out (their L_loc is 0).
+        Steps without positives are left out (their L_loc is 0). With a fixed SB period (``loss.sb_period_iters``)
+        the step that closes the period updates the weight (all processes' statistics under DDP: every process
+        must call this each step).
         """
-        if self.self_balance is not None and int(losses["num_pos"]) > 0:
+        if self.self_balance is None:
+            return
+        if int(losses["num_pos"]) > 0:
             self.self_balance.accumulate(losses["cls"].detach(), losses["loc"].detach())
+        self.self_balance.end_iteration(distributed=distributed)
 
     def end_epoch(self, distributed: bool = False) -> float:
         """Updates the self-balance weight from the epoch's steps (all processes' under DDP; every process must
-        call it); returns the box-loss weight of the next epoch."""
+        call it), unless it follows a fixed iteration period; returns the box-loss weight of the next epoch."""
         if self.self_balance is not None:
-            self.self_balance.update(distributed=distributed)
+            self.self_balance.end_epoch(distributed=distributed)
         return self.current_loc_weight
 
     def state_dict(self) -> dict[str, Any]:
@@ -98,7 +105,7 @@ class Criterion:
     def _box_loss(self, lt: LossTargets) -> Tensor:
         return box_loss(self.box_loss, pred_boxes=lt.pos_pred_boxes.float(), gt_boxes=lt.pos_gt_boxes.float(),
                         pred_deltas=lt.pos_pred_deltas.float(), gt_deltas=lt.pos_gt_deltas.float(),
-                        smooth_l1_beta=self.smooth_l1_beta)
+                        smooth_l1_beta=self.smooth_l1_beta, reduction=self.box_loss_reduction)
 
 
 class ALRPCriterion(Criterion):
@@ -170,9 +177,9 @@ def focal_grad(x: Tensor, y: Tensor, alpha: float, gamma: float) -> Tensor:
 
 def build_criterion(loss_cfg: LossConfig) -> Criterion:
     """Build the criterion (and its self-balance object) of a ``loss`` config section."""
-    sb = SelfBalance(loss_cfg.sb_init) if loss_cfg.self_balance else None
+    sb = SelfBalance(loss_cfg.sb_init, loss_cfg.sb_period_iters) if loss_cfg.self_balance else None
     common = {"box_loss": loss_cfg.box_loss, "self_balance": sb, "loc_weight": loss_cfg.loc_weight,
-              "smooth_l1_beta": loss_cfg.smooth_l1_beta}
+              "smooth_l1_beta": loss_cfg.smooth_l1_beta, "box_loss_reduction": loss_cfg.box_loss_reduction}
     if loss_cfg.name == "alrp":
         return ALRPCriterion(delta=loss_cfg.delta, wrong_target=loss_cfg.wrong_target, **common)
     if loss_cfg.name == "ap":

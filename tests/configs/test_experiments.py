@@ -88,7 +88,8 @@ def test_table2_rows_differ_only_where_the_paper_says():
         "table2/alrp_iou_nosb": {"loss": {"box_loss": "iou", "self_balance": False}},
         "table2/alrp_iou_sb": {"loss": {"box_loss": "iou"}},
         "table2/alrp_giou_sb_atss": {"model": {"anchors": {"ratios": [1.0]}, "assigner": {"name": "atss"}}},
-        "table2/aploss": {"loss": {"name": "ap", "box_loss": "smooth_l1", "self_balance": False},
+        "table2/aploss": {"loss": {"name": "ap", "box_loss": "smooth_l1", "self_balance": False,
+                                   "smooth_l1_beta": 1.0, "box_loss_reduction": "per_coordinate"},
                           "train": {"lr": 0.002}},
     }
     for name, diff in expected.items():
@@ -147,7 +148,7 @@ def test_table6_rows():
 def test_baselines_and_wrong_target():
     focal = _load("fig4/focal")
     assert (focal.loss.name, focal.loss.focal_alpha, focal.loss.focal_gamma, focal.loss.box_loss) == \
-        ("focal", 0.25, 2.0, "smooth_l1")
+        ("focal", 0.25, 2.0, "l1")
     assert focal.train.lr / focal.train.ref_batch_size == pytest.approx(0.01 / 16)
     assert focal.model.anchors == _load("table2/alrp_giou_sb").model.anchors, "same anchors as the aLRP runs"
     ce = _load("fig4/ce")
