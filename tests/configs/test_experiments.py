@@ -205,6 +205,8 @@ def test_every_distinct_experiment_trains_one_smoke_step():
         grads = [p.grad for p in model.head.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(gr).all() for gr in grads), path
     paper_models = {k for k in models if "'base_scale': 4.0" in k and "'weights': [0.1, 0.1, 0.2, 0.2]" in k}
-    assert len(paper_models) == 3, "max-IoU with 6 anchors, ATSS at 500 and ATSS at 800"
-    assert len(models) == 5, "+ configs/small: anchors from 24 px; RetinaNet's unit box coder (focal_sl1)"
+    assert len(paper_models) == 5, ("max-IoU with 6 anchors, ATSS at 500 and ATSS at 800; the mmdet release's "
+                                    "max-IoU and ATSS models")
+    assert len(models) == 8, ("+ configs/small: anchors from 24 px; RetinaNet's unit box coder (small focal_sl1 and "
+                              "fig4/focal)")
     assert len(seen) >= 12
