@@ -59,3 +59,19 @@ def test_bad_reduction_is_a_clear_error():
         _loss("l1", "mean")
     with pytest.raises(ValueError, match="box_loss_reduction"):
         LossConfig(name="ap", box_loss="smooth_l1", box_loss_reduction="sum")
+
+
+def test_ap_criterion_of_the_released_config_uses_beta_1_over_4p():
+    from types import SimpleNamespace
+
+    from alrp.losses.criterion import build_criterion
+
+    lt = SimpleNamespace(logits=torch.tensor([2.0, -1.0, 0.5, -3.0]), targets=torch.tensor([1, 0, 1, 0]),
+                         pos_pred_boxes=PRED_BOXES, pos_gt_boxes=GT_BOXES, pos_pred_deltas=PRED, pos_gt_deltas=GT)
+    released = LossConfig(name="ap", box_loss="smooth_l1", self_balance=False, smooth_l1_beta=1.0,
+                          box_loss_reduction="per_coordinate")
+    assert build_criterion(released)(lt)["loc"].item() == pytest.approx(4.255 / 8)
+    old = LossConfig(name="ap", box_loss="smooth_l1", self_balance=False)  # code defaults: beta 0.11, / P
+    assert build_criterion(old)(lt)["loc"].item() == pytest.approx(_loss("smooth_l1", "per_box", beta=0.11))
+    periodic = build_criterion(LossConfig(sb_period_iters=3665))
+    assert periodic.self_balance.period_iters == 3665
