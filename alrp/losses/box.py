@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss
 
+from alrp.losses.config import BOX_LOSS_REDUCTIONS
+
 IOU_TAU = 0.5  # the LRP / aLRP true-positive IoU threshold
 _EPS = 1e-7
 
@@ -46,9 +48,6 @@ def loc_error(pred_boxes: Tensor, gt_boxes: Tensor, kind: str = "giou", tau: flo
             return pred_boxes.sum(dim=1)
         return generalized_box_iou_loss(pred_boxes, gt_boxes, reduction="none") / (2.0 * (1.0 - tau))
     raise ValueError(f"loc_error kind must be 'iou' or 'giou', got {kind!r}")
-
-
-BOX_LOSS_REDUCTIONS = ("per_box", "per_coordinate")
 
 
 def box_loss(kind: str, *, pred_boxes: Tensor, gt_boxes: Tensor, pred_deltas: Tensor, gt_deltas: Tensor,

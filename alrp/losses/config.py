@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from alrp.losses.box import BOX_LOSS_REDUCTIONS
 from alrp.validation import check, check_choice, check_range
 
 LOSS_NAMES = ("alrp", "ap", "focal")
+BOX_LOSS_REDUCTIONS = ("per_box", "per_coordinate")  # box-loss sum divided by P or by 4·P
 BOX_LOSSES = {"alrp": ("iou", "giou"), "ap": ("smooth_l1", "l1", "iou", "giou"),
               "focal": ("smooth_l1", "l1", "iou", "giou")}
 

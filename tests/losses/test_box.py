@@ -67,7 +67,8 @@ def test_ap_criterion_of_the_released_config_uses_beta_1_over_4p():
     from alrp.losses.criterion import build_criterion
 
     lt = SimpleNamespace(logits=torch.tensor([2.0, -1.0, 0.5, -3.0]), targets=torch.tensor([1, 0, 1, 0]),
-                         pos_pred_boxes=PRED_BOXES, pos_gt_boxes=GT_BOXES, pos_pred_deltas=PRED, pos_gt_deltas=GT)
+                         pos_pred_boxes=PRED_BOXES, pos_gt_boxes=GT_BOXES, pos_pred_deltas=PRED, pos_gt_deltas=GT,
+                         num_pos=2)
     released = LossConfig(name="ap", box_loss="smooth_l1", self_balance=False, smooth_l1_beta=1.0,
                           box_loss_reduction="per_coordinate")
     assert build_criterion(released)(lt)["loc"].item() == pytest.approx(4.255 / 8)

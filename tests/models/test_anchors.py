@@ -80,8 +80,8 @@ def test_centres_tile_the_image():
 
 def test_center_offset_zero_puts_centres_on_cell_corners_as_mmdet():
     gen = default_generator(ratios=[1.0], scales=[1.0], center_offset=0.0)
-    p3 = gen((64, 64), torch.device("cpu"))[:64]
+    p3 = gen((64, 64), torch.device("cpu")).boxes[:64]
     centres = (p3[:, :2] + p3[:, 2:]) / 2
     assert centres[:, 0].min() == 0 and centres[:, 0].max() == 56  # x * 8
-    shifted = default_generator(ratios=[1.0], scales=[1.0])((64, 64), torch.device("cpu"))[:64]
+    shifted = default_generator(ratios=[1.0], scales=[1.0])((64, 64), torch.device("cpu")).boxes[:64]
     torch.testing.assert_close(shifted - p3, torch.full_like(p3, 4.0))
