@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from .config import DCN_STAGES
+from .dcn import add_deformable_convs
 from .weights import PretrainedWeightsError, resolve_pretrained
 
 log = logging.getLogger(__name__)
@@ -87,12 +89,15 @@ class ResNetBackbone(nn.Module):
         name: torchvision constructor ('resnet50', 'resnext101_32x8d', ...). norm / freeze_affine: see module doc.
         frozen_stages: 0..4. pretrained: local state dict path, `imagenet` / a torchvision weights enum name
         (resolved through the torch hub cache by `models.weights`), or None (random init, logged).
+        dcn_stages: outputs ('c3', 'c4', 'c5'; 'c2' too) whose stage gets deformable 3x3 convs (see `models.dcn`;
+            replaced after loading the pretrained weights, which they keep). dcn_modulated: DCNv2 (masks) or v1.
     Attributes:
         out_channels: channels of C3, C4, C5 (e.g. [512, 1024, 2048]).
     """
 
     def __init__(self, *, name: str = "resnet50", norm: str = "frozen_bn", freeze_affine: bool = True,
-                 frozen_stages: int = 1, pretrained: str | None = None) -> None:
+                 frozen_stages: int = 1, pretrained: str | None = None, dcn_stages: Sequence[str] = (),
+                 dcn_modulated: bool = True) -> None:
         super().__init__()
         constructor = getattr(torchvision.models, name, None)
         if constructor is None or not name.startswith(("resnet", "resnext")):
@@ -102,6 +107,8 @@ class ResNetBackbone(nn.Module):
             load_pretrained(net, resolve_pretrained(name, pretrained))
         else:
             log.info("backbone: %s randomly initialised (no backbone.pretrained given)", name)
+        for stage in dcn_stages:
+            add_deformable_convs(getattr(net, STAGES[DCN_STAGES.index(stage)]), modulated=dcn_modulated)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         expansion = type(net.layer1[0]).expansion

@@ -28,7 +28,8 @@ def build_detector(model_cfg: ModelConfig, num_classes: int) -> RetinaNet:
     b, f, h, an, bc, pp = (model_cfg.backbone, model_cfg.fpn, model_cfg.head, model_cfg.anchors,
                            model_cfg.box_coder, model_cfg.postprocess)
     backbone = ResNetBackbone(name=b.name, norm=b.norm, freeze_affine=b.freeze_affine,
-                              frozen_stages=b.frozen_stages, pretrained=b.pretrained)
+                              frozen_stages=b.frozen_stages, pretrained=b.pretrained,
+                              dcn_stages=b.dcn_stages, dcn_modulated=b.dcn_modulated)
     fpn = FPN(in_channels=backbone.out_channels, channels=f.channels, p6_from=f.p6_from,
               relu_before_p7=f.relu_before_p7, init=f.init)
     anchors = AnchorGenerator(strides=FPN_STRIDES, base_scale=an.base_scale, scales=an.scales, ratios=an.ratios,

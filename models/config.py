@@ -13,6 +13,8 @@ from alrp.validation import ConfigValueError, check, check_choice, check_range
 from .weights import name_problem
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d", "resnext101_64x4d")
+BASIC_BLOCK_BACKBONES = ("resnet18", "resnet34")
+DCN_STAGES = ("c2", "c3", "c4", "c5")  # outputs of layer1..layer4 (models.dcn)
 BACKBONE_NORMS = ("frozen_bn", "bn", "gn")
 HEAD_NORMS = (None, "gn")
 P6_SOURCES = ("c5", "p5")
@@ -37,6 +39,9 @@ class BackboneConfig:
         pretrained: `imagenet` (torchvision's `<Body>_Weights.IMAGENET1K_V1`, from the torch hub cache, downloaded
             when missing), a torchvision enum name such as `ResNet50_Weights.IMAGENET1K_V2`, the path of a local
             torchvision-format state dict, or None for random init.
+        dcn_stages: outputs whose stage gets deformable 3x3 convs, e.g. ['c3', 'c4', 'c5'] (mmdet release's
+            X-101-DCN: `stage_with_dcn=(False, True, True, True)`); [] = none. Bottleneck backbones only.
+        dcn_modulated: DCNv2 with masks (mmdet release) or DCNv1 (offsets only).
     """
 
     name: str = "resnet50"
@@ -44,9 +49,17 @@ class BackboneConfig:
     freeze_affine: bool = True
     frozen_stages: int = 1
     pretrained: str | None = None
+    dcn_stages: list[str] = field(default_factory=list)
+    dcn_modulated: bool = True
 
     def __post_init__(self) -> None:
         check_choice("model.backbone.name", self.name, BACKBONES)
+        for stage in self.dcn_stages:
+            check_choice("model.backbone.dcn_stages", stage, DCN_STAGES)
+        check(len(set(self.dcn_stages)) == len(self.dcn_stages), "model.backbone.dcn_stages",
+              f"{self.dcn_stages!r} names a stage twice")
+        check(not self.dcn_stages or self.name not in BASIC_BLOCK_BACKBONES, "model.backbone.dcn_stages",
+              f"deformable convs need a bottleneck backbone, not {self.name!r}")
         check_choice("model.backbone.norm", self.norm, BACKBONE_NORMS)
         check_range("model.backbone.frozen_stages", self.frozen_stages, 0, 4)
         if self.pretrained is not None and not str(self.pretrained).strip():

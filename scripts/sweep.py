@@ -36,6 +36,7 @@ SMOKE_OVERRIDES: tuple[str, ...] = (
     "model.backbone.norm=gn",
     "model.backbone.pretrained=null",
     "model.backbone.frozen_stages=0",
+    "model.backbone.dcn_stages=[]",  # ResNet-18 has no bottlenecks to deform
     "model.fpn.channels=64",
     "model.head.channels=64",
     "model.head.num_convs=1",

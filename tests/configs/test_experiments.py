@@ -143,6 +143,11 @@ def test_table6_rows():
             assert cfg.model.anchors.scales == pytest.approx(scales)
             assert (cfg.loss.name, cfg.loss.box_loss, cfg.loss.self_balance) == ("alrp", "giou", True)
     assert _load("table6/alrp800_r101").data.eval_max_size == 1333
+    dcn, x101 = _load("table6/alrp800_x101_dcn"), _load("table6/alrp800_x101")
+    assert (dcn.model.backbone.name, dcn.model.backbone.dcn_stages) == ("resnext101_64x4d", ["c3", "c4", "c5"])
+    assert dcn.model.backbone.dcn_modulated and x101.model.backbone.dcn_stages == []
+    same = ("train", "data", "loss")
+    assert all(getattr(dcn, key) == getattr(x101, key) for key in same)
 
 
 def test_baselines_and_wrong_target():

@@ -201,7 +201,7 @@ SWEEPS = {
                           + ["table4/sbinit_1", "table4/sbinit_10", "table2/alrp_giou_sb", "table4/sbinit_100"],
     "ablation_g1.sh": ["table2/aploss", "g1/ap_sl1_sb", "g1/ap_iou", "g1/ap_iou_sb", "g1/ap_giou", "g1/ap_giou_sb"],
     "table6.sh": ["table6/alrp500_r50", "table6/alrp500_r101", "table6/alrp500_x101", "table6/alrp800_r101",
-                  "table6/alrp800_x101"],
+                  "table6/alrp800_x101", "table6/alrp800_x101_dcn"],
 }
 
 
