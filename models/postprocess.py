@@ -110,6 +110,27 @@ class PostProcessor:
         return torch.cat(scores, dim=1), torch.cat(anchors, dim=1), torch.cat(classes, dim=1), torch.cat(valid, 1)
 
     @torch.no_grad()
+    def decoded_candidates(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
+                           level_counts: Sequence[int], targets: Sequence[dict]) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Pre-NMS candidates of each image: per-level top-k over the threshold, decoded and clipped.
+
+        Args: as `__call__`.
+        Returns:
+            N tuples (boxes (C_i, 4) xyxy in un-padded input pixels, scores (C_i,), labels (C_i,) int64).
+        """
+        if len(targets) != cls_logits.shape[0]:
+            raise ValueError(f"postprocess: {cls_logits.shape[0]} images but {len(targets)} targets")
+        scores, anchor_idx, labels, valid = self.candidates(cls_logits, level_counts)  # (N, C) each
+        deltas = box_deltas.gather(1, anchor_idx.unsqueeze(-1).expand(-1, -1, 4))  # (N, C, 4)
+        boxes = self.coder.decode(deltas, anchors[anchor_idx])  # (N, C, 4) input pixels
+        out = []
+        for i, target in enumerate(targets):
+            _, input_hw, _ = image_geometry(target)
+            v = valid[i]
+            out.append((clip_boxes_to_image(boxes[i][v], input_hw), scores[i][v], labels[i][v]))
+        return out
+
+    @torch.no_grad()
     def __call__(self, cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor, level_counts: Sequence[int],
                  targets: Sequence[dict]) -> list[dict[str, Tensor]]:
         """Detections of a batch.
@@ -121,16 +142,10 @@ class PostProcessor:
         Returns:
             N dicts: boxes (D, 4) xyxy in original image pixels, scores (D,), labels (D,) int64 class indices.
         """
-        if len(targets) != cls_logits.shape[0]:
-            raise ValueError(f"postprocess: {cls_logits.shape[0]} images but {len(targets)} targets")
-        scores, anchor_idx, labels, valid = self.candidates(cls_logits, level_counts)  # (N, C) each
-        deltas = box_deltas.gather(1, anchor_idx.unsqueeze(-1).expand(-1, -1, 4))  # (N, C, 4)
-        boxes = self.coder.decode(deltas, anchors[anchor_idx])  # (N, C, 4) input pixels
         results = []
-        for i, target in enumerate(targets):
-            (sy, sx), input_hw, (oh, ow) = image_geometry(target)
-            v = valid[i]
-            b, s, lab = clip_boxes_to_image(boxes[i][v], input_hw), scores[i][v], labels[i][v]
+        for (b, s, lab), target in zip(self.decoded_candidates(cls_logits, box_deltas, anchors, level_counts,
+                                                               targets), targets):
+            (sy, sx), _, (oh, ow) = image_geometry(target)
             keep = batched_nms(b.float(), s.float(), lab, self.nms_iou)[:self.max_detections]
             b = b[keep] / b.new_tensor([sx, sy, sx, sy])
             results.append({"boxes": clip_boxes_to_image(b, (oh, ow)), "scores": s[keep], "labels": lab[keep]})

@@ -94,3 +94,9 @@ class RetinaNet(nn.Module):
         """Per-image dicts boxes (D, 4) in original image pixels, scores (D,), labels (D,); see `models.postprocess`."""
         return self.postprocessor(outputs["cls_logits"], outputs["box_deltas"], anchors.boxes, anchors.level_counts,
                                   targets)
+
+    def candidates(self, outputs: dict[str, Tensor], anchors: Anchors,
+                   targets: Sequence[dict]) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per image (boxes (C, 4) un-padded input pixels, scores (C,), labels (C,)) before NMS (for `models.tta`)."""
+        return self.postprocessor.decoded_candidates(outputs["cls_logits"], outputs["box_deltas"], anchors.boxes,
+                                                     anchors.level_counts, targets)
