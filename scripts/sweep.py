@@ -47,6 +47,7 @@ SMOKE_OVERRIDES: tuple[str, ...] = (
     "data.val_split=val",
     "data.num_workers=0",
     "train.batch_size=2",
+    "loss.rank_group=null",  # rank the smoke batch's images together
     "train.epochs=1",
     "train.max_iters=2",
     "train.warmup_iters=1",

@@ -88,6 +88,11 @@ class Trainer:
         if tc.batch_size % self.info.world_size:
             raise SetupError(f"train.batch_size={tc.batch_size} is not divisible by the {self.info.world_size} "
                              "processes")
+        group, per_process = cfg.loss.rank_group, tc.batch_size // self.info.world_size
+        if group is not None and per_process % group:
+            raise SetupError(f"loss.rank_group={group} does not divide the {per_process} images per process "
+                             f"(train.batch_size={tc.batch_size} over {self.info.world_size} processes): groups "
+                             "cannot span processes")
         self.amp = tc.amp and self.device.type == "cuda"
         if tc.amp and not self.amp:
             log.warning("train.amp is only supported on CUDA: training in float32 on %s", self.device)

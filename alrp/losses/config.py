@@ -30,6 +30,9 @@ class LossConfig:
             and ablation code: smooth-L1, IoU and GIoU alike).
         focal_alpha, focal_gamma: focal loss constants.
         wrong_target: aLRP with target 0 instead of E_loc(i)/rank(i) (Appendix G.3 demonstration only).
+        rank_group: images whose pairs are ranked together (both releases: one GPU's images, 8 at 500, 4 at 800);
+            each process's batch is split into groups of consecutive images and the loss is the mean over groups.
+            None: one group per process (then results depend on the number of processes).
     """
 
     name: str = "alrp"
@@ -44,6 +47,7 @@ class LossConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     wrong_target: bool = False
+    rank_group: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("loss.name", self.name, LOSS_NAMES)
@@ -60,6 +64,9 @@ class LossConfig:
         check_range("loss.focal_alpha", self.focal_alpha, 0.0, 1.0)
         for key in ("self_balance", "wrong_target"):
             check(isinstance(getattr(self, key), bool), f"loss.{key}", f"{getattr(self, key)!r} must be true or false")
+        group = self.rank_group
+        check(group is None or (isinstance(group, int) and not isinstance(group, bool) and group >= 1),
+              "loss.rank_group", f"{group!r} must be a positive number of images or null")
         check(not self.wrong_target or self.name == "alrp", "loss.wrong_target",
               f"applies to loss.name='alrp' only, got name={self.name!r}")
 

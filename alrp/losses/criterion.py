@@ -4,7 +4,8 @@ The input is a `LossTargets` (alrp/losses/targets.py: ``logits (M,)``, ``targets
 ``pos_pred_boxes (P, 4)``, ``pos_gt_boxes (P, 4)``, ``pos_pred_deltas (P, 4)``, ``pos_gt_deltas (P, 4)``,
 ``num_pos``). Every criterion returns ``{"total", "cls", "loc", "loc_weight", "grad_pos_sum", "grad_neg_sum",
 "num_pos"}``; backpropagate ``total = cls + loc_weight * loc``. The rest are detached. The losses run in float32
-even under autocast.
+even under autocast. With ``rank_group`` the batch's images are split into groups (``alrp.losses.groups``, by
+``num_images``), each group is ranked alone, and ``cls``, ``loc`` and the gradient statistics are group means.
 
 A criterion owns its state, the self-balance weight: the training loop calls `accumulate(losses)` after each step
 and `end_epoch()` at each epoch end, and checkpoints hold `state_dict()`.
@@ -24,6 +25,7 @@ from alrp.losses.ap import ap_loss_result
 from alrp.losses.balance import SelfBalance
 from alrp.losses.box import box_loss, loc_error
 from alrp.losses.config import LossConfig
+from alrp.losses.groups import split_images
 from alrp.losses.targets import LossTargets
 
 
@@ -36,11 +38,14 @@ class Criterion:
         loc_weight: constant weight of the box loss when ``self_balance`` is None.
         smooth_l1_beta: smooth-L1 transition point.
         box_loss_reduction: 'per_box' (sum / P) or 'per_coordinate' (sum / 4P, the released AP Loss baseline).
+        rank_group: images ranked together (None: all images of the batch).
     """
 
     def __init__(self, *, box_loss: str, self_balance: SelfBalance | None = None, loc_weight: float = 1.0,
-                 smooth_l1_beta: float = 0.11, box_loss_reduction: str = "per_box") -> None:
+                 smooth_l1_beta: float = 0.11, box_loss_reduction: str = "per_box",
+                 rank_group: int | None = None) -> None:
         self.box_loss = box_loss
+        self.rank_group = rank_group
         self.self_balance = self_balance
         self.loc_weight = float(loc_weight)
         self.smooth_l1_beta = float(smooth_l1_beta)
@@ -85,9 +90,11 @@ class Criterion:
         logits = lt.logits
         if not isinstance(logits, Tensor) or logits.dim() != 1:
             raise ValueError(f"LossTargets.logits must be a (M,) tensor, got {getattr(logits, 'shape', logits)}")
+        groups = [lt] if self.rank_group is None else split_images(lt, self.rank_group)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             if bool(torch.isfinite(logits.detach().sum(dtype=torch.float32))):  # one pass; NaN/inf propagate
-                cls, loc, pos_sum, neg_sum = self.losses(lt)
+                per_group = [self.losses(group) for group in groups]
+                cls, loc, pos_sum, neg_sum = (torch.stack(values).mean() for values in zip(*per_group))
             else:  # a diverged run: NaN parts for the training step's finite check (the ranking losses would raise)
                 cls = loc = pos_sum = neg_sum = torch.tensor(math.nan, device=logits.device)
         w = self.current_loc_weight
@@ -179,7 +186,8 @@ def build_criterion(loss_cfg: LossConfig) -> Criterion:
     """Build the criterion (and its self-balance object) of a ``loss`` config section."""
     sb = SelfBalance(loss_cfg.sb_init, loss_cfg.sb_period_iters) if loss_cfg.self_balance else None
     common = {"box_loss": loss_cfg.box_loss, "self_balance": sb, "loc_weight": loss_cfg.loc_weight,
-              "smooth_l1_beta": loss_cfg.smooth_l1_beta, "box_loss_reduction": loss_cfg.box_loss_reduction}
+              "smooth_l1_beta": loss_cfg.smooth_l1_beta, "box_loss_reduction": loss_cfg.box_loss_reduction,
+              "rank_group": loss_cfg.rank_group}
     if loss_cfg.name == "alrp":
         return ALRPCriterion(delta=loss_cfg.delta, wrong_target=loss_cfg.wrong_target, **common)
     if loss_cfg.name == "ap":

@@ -20,6 +20,7 @@ class LossTargets:
         pos_gt_boxes: (P, 4) xyxy pixels, matched ground truth.
         pos_pred_deltas: (P, 4) raw predicted deltas (differentiable).
         pos_gt_deltas: (P, 4) encoded ground truth (BoxCoder weights 0.1, 0.1, 0.2, 0.2).
+        num_images: N, the images of the batch (each contributes M / N pairs), for `loss.rank_group`.
     """
 
     logits: Tensor
@@ -28,6 +29,7 @@ class LossTargets:
     pos_gt_boxes: Tensor
     pos_pred_deltas: Tensor
     pos_gt_deltas: Tensor
+    num_images: int
 
     @property
     def num_pos(self) -> int:

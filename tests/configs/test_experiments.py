@@ -150,6 +150,17 @@ def test_table6_rows():
     assert all(getattr(dcn, key) == getattr(x101, key) for key in same)
 
 
+def test_rank_groups_are_one_gpus_images_of_the_releases():
+    """Both releases: 8 images per GPU at 500 (4 GPUs x 8 = 32), 4 at 800 (16); mmdet RetinaNet (focal): 2."""
+    for path in EXPERIMENTS:
+        cfg = load_config(REPO / path)
+        if path.stem == "demo_trees":
+            continue
+        expected = {"focal": 2}.get(cfg.loss.name, 4 if cfg.data.train_size == 800 else 8)
+        assert cfg.loss.rank_group == expected, path
+        assert cfg.train.batch_size % expected == 0
+
+
 def test_baselines_and_wrong_target():
     focal = _load("fig4/focal")
     assert (focal.loss.name, focal.loss.focal_alpha, focal.loss.focal_gamma, focal.loss.box_loss) == \

@@ -37,3 +37,11 @@ def test_max_iters_stop_inside_an_epoch_records_the_final_evaluation(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "runs" / "stop" / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if r["type"] == "eval"]
     assert len(evals) == 1 and evals[0]["iteration"] == 1 and "AP" in evals[0] and "oLRP" in evals[0]
+
+
+def test_rank_group_that_does_not_divide_the_process_batch_is_a_setup_error(tmp_path, capfd):
+    code = train.main(["--config", "configs/alrp_r50_500.yaml", "--no-progress", "--output-dir", str(tmp_path),
+                       "--set", "train.batch_size=4", "train.ref_batch_size=4", "device=cpu"])
+    assert code == 2
+    err = capfd.readouterr().err
+    assert "loss.rank_group=8 does not divide the 4 images per process" in err and "Traceback" not in err

@@ -1,0 +1,56 @@
+"""Ranking groups: the images whose (anchor, class) pairs are ranked together (`loss.rank_group`).
+
+Both releases compute the loss per GPU, on that GPU's images only (8 at 500, 4 at 800), and average over GPUs.
+Splitting a process's batch into groups of consecutive images and averaging the per-group losses reproduces that
+for any number of processes: DDP averages the processes' gradients, so the optimised loss is the mean over all
+groups of all processes either way.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+def group_bounds(num_images: int, group_size: int | None) -> list[tuple[int, int]]:
+    """[start, end) image ranges of consecutive groups; the last may be smaller; None = one group of all images."""
+    if num_images < 1:
+        raise ValueError(f"rank groups: a batch needs at least one image, got {num_images}")
+    size = num_images if group_size is None else group_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"rank groups: group size must be a positive int or None, got {group_size!r}")
+    return [(start, min(start + size, num_images)) for start in range(0, num_images, size)]
+
+
+def split_images(lt: Any, group_size: int | None) -> list[Any]:
+    """Splits LossTargets of `lt.num_images` images into LossTargets of consecutive image groups.
+
+    Relies on the LossTargets order: pairs row-major (image, anchor, class), every image with the same number of
+    pairs, positives' rows in the order of their positive pair (so image-major too).
+
+    Returns:
+        One LossTargets (a `dataclasses.replace` of `lt`) per group, with `num_images` set to the group's size.
+    """
+    if getattr(lt, "num_images", None) is None:
+        raise ValueError(f"rank groups: {type(lt).__name__} has no num_images (needed by loss.rank_group)")
+    n = int(lt.num_images)
+    bounds = group_bounds(n, group_size)
+    if len(bounds) == 1:
+        return [lt]
+    m = lt.logits.numel()
+    if m % n:
+        raise ValueError(f"rank groups: {m} (anchor, class) pairs do not split evenly over {n} images")
+    per_image = m // n
+    pos_counts = lt.targets.reshape(n, per_image).eq(1).sum(1).tolist()  # one positive pair per positive anchor
+    pos_start = [0]
+    for count in pos_counts:
+        pos_start.append(pos_start[-1] + count)
+    if pos_start[-1] != lt.pos_gt_boxes.shape[0]:
+        raise ValueError(f"rank groups: {pos_start[-1]} positive pairs but {lt.pos_gt_boxes.shape[0]} positive boxes")
+    groups = []
+    for a, b in bounds:
+        pairs, pos = slice(a * per_image, b * per_image), slice(pos_start[a], pos_start[b])
+        groups.append(dataclasses.replace(
+            lt, logits=lt.logits[pairs], targets=lt.targets[pairs], pos_pred_boxes=lt.pos_pred_boxes[pos],
+            pos_gt_boxes=lt.pos_gt_boxes[pos], pos_pred_deltas=lt.pos_pred_deltas[pos],
+            pos_gt_deltas=lt.pos_gt_deltas[pos], num_images=b - a))
+    return groups
