@@ -4,7 +4,8 @@ Modes:
     python eval.py --gt ann.json --detections results.json [--json-out m.json] [--plots DIR]
                    [--visualize N --image-dir DIR]
     python eval.py --config C.yaml --checkpoint K.pth [--split val] [--json-out m.json] [--plots DIR]
-                   [--visualize N] [--submission OUT.zip] [--set key=value ...]
+                   [--visualize N] [--submission OUT.zip] [--tta-scales S [S ...]] [--tta-flip]
+                   [--set key=value ...]
     python eval.py --config C.yaml --checkpoint K.pth --split test-dev2017 --submission OUT.zip
     python eval.py --config C.yaml --checkpoint K.pth --images PATH... [--out DIR] [--score-threshold S]
 Missing or malformed inputs print one error line naming the file and exit with status 2.
@@ -16,6 +17,7 @@ import contextlib
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -59,6 +61,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="draw boxes with score >= S (default: the checkpoint's LRP-optimal thresholds, else 0.5)")
     model.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                        help="config overrides, e.g. data.root=/coco (repeatable)")
+    model.add_argument("--tta-scales", nargs="+", type=int, metavar="S",
+                       help="test-time augmentation: short sides to test at (= --set eval.tta_scales=[...])")
+    model.add_argument("--tta-flip", action="store_true", help="test-time augmentation: add mirrored images")
     p.add_argument("--json-out", type=Path, help="write the metrics JSON here")
     p.add_argument("--plots", type=Path, metavar="DIR", help="write PR and LRP-vs-threshold curves (PNG) here")
     p.add_argument("--visualize", type=int, default=0, metavar="N", help="draw N images with GT and detections")
@@ -86,6 +91,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--out and --score-threshold go with --images")
     if args.split == TEST_DEV and (args.visualize or args.plots or args.json_out):
         p.error("test-dev2017 has no ground truth: use --submission (no --visualize/--plots/--json-out)")
+    if (mode1 or args.images or args.split == TEST_DEV) and (args.tta_scales or args.tta_flip):
+        p.error("--tta-scales / --tta-flip evaluate a split with ground truth (mode 2, not --images or test-dev)")
+    args.set += ([f"eval.tta_scales=[{','.join(map(str, args.tta_scales))}]"] if args.tta_scales else []) + \
+        (["eval.tta_flip=true"] if args.tta_flip else [])
     return args
 
 
@@ -143,8 +152,20 @@ def _evaluation_of_checkpoint(args: argparse.Namespace) -> tuple[Evaluation, lis
     except DatasetError as err:
         raise UsageError(str(err)) from None
     model = _detector(args, cfg, state, dataset.num_classes, device)
+    detect = None
+    if cfg.eval.tta:
+        from models.tta import MultiScaleFlipTTA, ScaleViews
+
+        try:
+            loader = ScaleViews(_scale_loaders(cfg, split))
+        except DatasetError as err:
+            raise UsageError(str(err)) from None
+        detect = MultiScaleFlipTTA(flip=cfg.eval.tta_flip, max_sizes=cfg.eval.tta_max_sizes)
+        LOG.info("test-time augmentation: scales %s, flip %s", cfg.eval.tta_scales or [cfg.data.eval_short_side],
+                 cfg.eval.tta_flip)
     try:
-        results = inference.predict_coco_results(model, loader, device)
+        results = inference.predict_coco_results(model, loader, device, label_to_cat_id=dataset.label_to_cat_id,
+                                                 detect=detect)
     except DatasetError as err:  # an unreadable image (data.on_bad_image: error)
         raise UsageError(error_message(err)) from None
     out = cfg.run_dir / "eval" / f"{args.checkpoint.stem}_{split}_results.json"
@@ -238,6 +259,18 @@ def _check_outputs(args: argparse.Namespace) -> None:
         problem = writable_problem(path, folder=folder)
         if problem is not None:
             raise UsageError(f"{option} {path}: {problem}")
+
+
+def _scale_loaders(cfg, split: str) -> list:
+    """One eval loader per `eval.tta_scales` entry (short side s, long side s * eval_max_size / eval_short_side)."""
+    from training.build import build_split
+
+    loaders = []
+    for short in cfg.eval.tta_scales or [cfg.data.eval_short_side]:
+        longest = int(round(short * cfg.data.eval_max_size / cfg.data.eval_short_side))
+        scaled = replace(cfg, data=replace(cfg.data, eval_short_side=short, eval_max_size=longest))
+        loaders.append(build_split(scaled, split, train=False, batch_size=cfg.eval.batch_size)[1])
+    return loaders
 
 
 def _write_outputs(args: argparse.Namespace, ev: Evaluation, results: list[dict],

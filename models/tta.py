@@ -116,3 +116,19 @@ class MultiScaleFlipTTA:
         detections = [merge_views(views, image_geometry(t)[2], nms_iou=post.nms_iou,
                                   max_detections=post.max_detections) for views, t in zip(per_image, first_targets)]
         return detections, first_targets
+
+
+class ScaleViews:
+    """S loaders over the same images in the same order, iterated in step: each item is [(images, targets)] * S."""
+
+    def __init__(self, loaders: Sequence[Any]) -> None:
+        if not loaders:
+            raise ValueError("tta: at least one scale loader is needed")
+        self.loaders = list(loaders)
+        self.dataset = getattr(self.loaders[0], "dataset", None)
+
+    def __len__(self) -> int:
+        return len(self.loaders[0])
+
+    def __iter__(self):
+        return (list(batch) for batch in zip(*self.loaders, strict=True))

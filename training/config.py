@@ -85,15 +85,33 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation options: ``split`` 'val' | 'train', images per batch, whether to write PR/LRP plots."""
+    """Evaluation options: ``split`` 'val' | 'train', images per batch, whether to write PR/LRP plots.
+
+    Test-time augmentation (``eval.py``, ``models.tta``): ``tta_scales`` short sides to test at (the long side
+    keeps ``data.eval_max_size / data.eval_short_side``; [] = ``data.eval_short_side`` only), ``tta_flip`` adds the
+    mirrored image at each scale, ``tta_max_sizes`` per scale keeps only boxes whose shorter side is under that many
+    original pixels (0 = all; the ablation code's ``multi_scale_thr``).
+    """
 
     split: str = "val"
     batch_size: int = 8
     plots: bool = False
+    tta_scales: list[int] = field(default_factory=list)
+    tta_flip: bool = False
+    tta_max_sizes: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_choice("eval.split", self.split, ("val", "train"))
         check(self.batch_size >= 1, "eval.batch_size", f"{self.batch_size} must be >= 1")
+        check(all(s >= 1 for s in self.tta_scales), "eval.tta_scales", f"{self.tta_scales} must be positive sizes")
+        check(not self.tta_max_sizes or len(self.tta_max_sizes) == len(self.tta_scales), "eval.tta_max_sizes",
+              f"{self.tta_max_sizes} needs one value per eval.tta_scales entry ({self.tta_scales})")
+        check(all(m >= 0 for m in self.tta_max_sizes), "eval.tta_max_sizes", f"{self.tta_max_sizes} must be >= 0")
+
+    @property
+    def tta(self) -> bool:
+        """Whether evaluation uses test-time augmentation."""
+        return bool(self.tta_scales) or self.tta_flip
 
 
 @dataclass

@@ -29,10 +29,25 @@ def detections_to_coco(detections: dict[str, torch.Tensor], image_id: int,
              "score": float(score)} for box, score, label in zip(boxes, scores, labels)]
 
 
+def detect_batch(net: nn.Module, batch: tuple[torch.Tensor, list[dict[str, Any]]], device: torch.device,
+                 amp: bool = False) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, Any]]]:
+    """Single-view detections of one ``(images (N, 3, H, W), targets)`` batch, in original-image pixels."""
+    images, targets = batch
+    images = images.to(device, non_blocking=True)
+    with torch.autocast(device_type=device.type, enabled=amp):
+        outputs = net(images)
+    outputs = {k: v.float() for k, v in outputs.items()}
+    return net.postprocess(outputs, net.anchors(images), targets), targets
+
+
+Detect = Callable[[nn.Module, Any, torch.device, bool], tuple[list[dict[str, torch.Tensor]], list[dict[str, Any]]]]
+
+
 @torch.inference_mode()
 def predict_coco_results(model: nn.Module, loader: Iterable[tuple[torch.Tensor, list[dict[str, Any]]]],
                          device: torch.device, *, label_to_cat_id: Callable[[int], int] | None = None,
-                         amp: bool = False, show_progress: bool = True, desc: str = "eval") -> list[dict[str, Any]]:
+                         amp: bool = False, show_progress: bool = True, desc: str = "eval",
+                         detect: Detect | None = None) -> list[dict[str, Any]]:
     """Runs the detector over ``loader`` and returns COCO-format results, sorted by image id.
 
     Under DDP every process evaluates its shard; the per-image results are gathered (duplicates from sampler
@@ -41,6 +56,8 @@ def predict_coco_results(model: nn.Module, loader: Iterable[tuple[torch.Tensor, 
     Args:
         label_to_cat_id: maps a contiguous label to a COCO category id; defaults to
             ``loader.dataset.label_to_cat_id``.
+        detect: ``detect(net, batch, device, amp) -> (per-image detections, per-image targets)`` for one item of
+            ``loader``; default :func:`detect_batch` (``models.tta.MultiScaleFlipTTA`` for test-time augmentation).
     """
     if label_to_cat_id is None:
         dataset = getattr(loader, "dataset", None)
@@ -53,13 +70,8 @@ def predict_coco_results(model: nn.Module, loader: Iterable[tuple[torch.Tensor, 
     per_image: dict[int, list[dict[str, Any]]] = {}
     try:
         total = len(loader) if hasattr(loader, "__len__") else None
-        for images, targets in progress(loader, total=total, desc=desc,
-                                        enabled=show_progress and dist_utils.is_main_process()):
-            images = images.to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, enabled=amp):
-                outputs = net(images)
-            outputs = {k: v.float() for k, v in outputs.items()}
-            detections = net.postprocess(outputs, net.anchors(images), targets)
+        for batch in progress(loader, total=total, desc=desc, enabled=show_progress and dist_utils.is_main_process()):
+            detections, targets = (detect or detect_batch)(net, batch, device, amp)
             for det, target in zip(detections, targets):
                 image_id = int(target["image_id"])
                 per_image[image_id] = detections_to_coco(det, image_id, label_to_cat_id)

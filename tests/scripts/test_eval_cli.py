@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -200,7 +201,8 @@ def test_repeated_set_flags_add_up():
 
 def test_argument_errors():
     for argv in ([], ["--gt", "a.json"], ["--config", "c.yaml"], ["--gt", "a", "--detections", "b", "--config", "c"],
-                 ["--gt", "a", "--detections", "b", "--visualize", "2"]):
+                 ["--gt", "a", "--detections", "b", "--visualize", "2"],
+                 ["--gt", "a", "--detections", "b", "--tta-flip"]):
         with pytest.raises(SystemExit) as info:
             eval_cli.parse_args(argv)
         assert info.value.code == 2
@@ -256,6 +258,16 @@ def test_mode2_config_and_checkpoint(tmp_path, capsys):
         assert json.loads(zf.read("detections_val2017_tiny_results.json")) == results
     assert list(json.loads(out.read_text())) == list(METRIC_KEYS)
     assert (tmp_path / "vis" / "vis_1.jpg").stat().st_size > 0
+    # test-time augmentation: one scale without flip is the plain evaluation; 2 scales + flip merge 4 views
+    base = ["--config", str(cfg_path), "--checkpoint", str(ckpt)]
+    assert eval_cli.main([*base, "--tta-scales", "128"]) == 0
+    single = json.loads((tmp_path / "runs" / "tiny" / "eval" / "k_val_results.json").read_text())
+    assert [(r["image_id"], r["category_id"]) for r in single] == [(r["image_id"], r["category_id"]) for r in results]
+    assert [r["score"] for r in single] == pytest.approx([r["score"] for r in results], abs=1e-6)
+    assert eval_cli.main([*base, "--tta-scales", "128", "96", "--tta-flip", "--set", "eval.tta_max_sizes=[0,50]"]) == 0
+    merged = json.loads((tmp_path / "runs" / "tiny" / "eval" / "k_val_results.json").read_text())
+    assert merged and [r["score"] for r in merged] != [r["score"] for r in results]
+    assert max(Counter(r["image_id"] for r in merged).values()) <= 20
     # a checkpoint of another model shape: clear error, exit 2
     rc = eval_cli.main(["--config", str(cfg_path), "--checkpoint", str(ckpt), "--set", "model.head.num_convs=2"])
     assert rc == 2 and "does not fit" in capsys.readouterr().err
