@@ -1,20 +1,17 @@
 """`loss.rank_group`: splitting LossTargets by images, the group-mean criterion, and 1 process x 16 images in
 groups of 8 == 2 gloo processes x 8 images (losses, gradients, weights, SB weight)."""
-import os
-
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from alrp import distributed as du
 from alrp.criterion import build_criterion
 from alrp.engine import train_one_epoch
 from alrp.losses.config import LossConfig
 from alrp.losses.groups import group_bounds, split_images
 from alrp.optim import build_optimizer, build_scheduler
 from models import ModelConfig, build_detector
-from test_distributed import _env, _free_port
-from train_fakes import FakeDataset, FakeDetector, collate
+from gloo_ranks import run_two_ranks
+from train_fakes import FakeDataset, FakeDetector, collate, one_thread  # noqa: F401 (fixture)
 
 FIELDS = ("logits", "targets", "pos_pred_boxes", "pos_gt_boxes", "pos_pred_deltas", "pos_gt_deltas")
 
@@ -115,44 +112,14 @@ def _train(world_size: int, rank: int, rank_group: int | None) -> dict:
 
 
 def _rank(rank: int, world_size: int) -> dict:
-    du.init_distributed(torch.device("cpu"))
-    try:
-        return _train(world_size, rank, GROUP)
-    finally:
-        du.cleanup()
-
-
-def _child(rank: int, world_size: int, port: int) -> None:
-    os.environ.update(_env(rank, world_size, port))
-    torch.set_num_threads(1)
-    _rank(rank, world_size)
+    return _train(world_size, rank, GROUP)
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
-def test_one_process_in_groups_equals_two_gloo_processes(monkeypatch):
-    import torch.multiprocessing as mp
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        port = _free_port()
-        for key, value in _env(0, 2, port).items():
-            monkeypatch.setenv(key, value)
-        child = mp.get_context("spawn").Process(target=_child, args=(1, 2, port), daemon=True)
-        child.start()
-        try:
-            ddp = _rank(0, 2)
-        finally:
-            child.join(timeout=120)
-            if child.is_alive():
-                child.kill()
-        assert child.exitcode == 0, f"rank 1 failed with exit code {child.exitcode}"
-        for key in ("RANK", "WORLD_SIZE"):
-            monkeypatch.delenv(key)
-        single = _train(1, 0, GROUP)
-        whole = _train(1, 0, None)  # 16 images ranked together: a different loss
-    finally:
-        torch.set_num_threads(threads)
+def test_one_process_in_groups_equals_two_gloo_processes(monkeypatch, one_thread):
+    ddp = run_two_ranks(monkeypatch, _rank)
+    single = _train(1, 0, GROUP)
+    whole = _train(1, 0, None)  # 16 images ranked together: a different loss
     assert single["losses"].shape == (ITERS, 3)
     torch.testing.assert_close(ddp["losses"], single["losses"], rtol=1e-5, atol=1e-7)
     for k, g in single["grads"].items():

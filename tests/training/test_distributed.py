@@ -1,17 +1,13 @@
 """DDP on CPU (gloo): 2 processes x batch 2 == 1 process x batch 4 (losses, weights, SB weight, gathered eval)."""
-import os
-import socket
-from datetime import timedelta
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, DistributedSampler
 
 from training import distributed as du
 from training.inference import predict_coco_results
 from training.loop import TrainStep
 from training.optim import build_optimizer, build_scheduler
+from tests.fixtures.gloo_ranks import run_two_ranks
 from tests.fixtures.train_fakes import FakeCriterion, FakeDataset, FakeDetector, collate
 
 pytestmark = pytest.mark.slow  # spawns a second process
@@ -50,51 +46,18 @@ def _run(world_size: int) -> dict:
             "iteration": iteration}
 
 
-def _env(rank: int, world_size: int, port: int) -> dict:
-    return dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                LOCAL_RANK=str(rank))
-
-
 def _rank(rank: int, world_size: int) -> dict:
-    """Joins the group (torchrun-style environment already set), trains, leaves."""
-    info = du.init_distributed(torch.device("cpu"), timeout=timedelta(seconds=120))
-    try:
-        assert (info.rank, info.world_size, du.get_world_size()) == (rank, world_size, world_size)
-        result = _run(world_size)
-        assert du.all_reduce_sum(torch.tensor([float(rank)])).item() == sum(range(world_size))
-        return result
-    finally:
-        du.cleanup()
-
-
-def _child(rank: int, world_size: int, port: int) -> None:
-    """Entry point of the spawned process(es): ranks 1..world_size-1."""
-    os.environ.update(_env(rank, world_size, port))
-    torch.set_num_threads(1)
-    _rank(rank, world_size)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """One rank's run inside the joined process group."""
+    assert (du.get_rank(), du.get_world_size()) == (rank, world_size)
+    result = _run(world_size)
+    assert du.all_reduce_sum(torch.tensor([float(rank)])).item() == sum(range(world_size))
+    return result
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
 def test_two_gloo_processes_match_one_process(monkeypatch, one_thread):
     """Rank 0 runs in this process, rank 1 in a spawned one (one interpreter start instead of two)."""
-    port = _free_port()
-    for key, value in _env(0, 2, port).items():
-        monkeypatch.setenv(key, value)
-    child = mp.get_context("spawn").Process(target=_child, args=(1, 2, port), daemon=True)
-    child.start()
-    try:
-        ddp = _rank(0, 2)
-    finally:
-        child.join(timeout=120)
-        if child.is_alive():
-            child.kill()
-    assert child.exitcode == 0, f"rank 1 failed with exit code {child.exitcode}"
+    ddp = run_two_ranks(monkeypatch, _rank)
     single = _run(1)
     assert ddp["iteration"] == single["iteration"] == EPOCHS * 2
     torch.testing.assert_close(ddp["losses"], single["losses"], rtol=1e-5, atol=1e-6)
