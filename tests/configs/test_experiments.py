@@ -154,8 +154,6 @@ def test_rank_groups_are_one_gpus_images_of_the_releases():
     """Both releases: 8 images per GPU at 500 (4 GPUs x 8 = 32), 4 at 800 (16); mmdet RetinaNet (focal): 2."""
     for path in EXPERIMENTS:
         cfg = load_config(REPO / path)
-        if path.stem == "demo_trees":
-            continue
         expected = {"focal": 2}.get(cfg.loss.name, 4 if cfg.data.train_size == 800 else 8)
         assert cfg.loss.rank_group == expected, path
         assert cfg.train.batch_size % expected == 0

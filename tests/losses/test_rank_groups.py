@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from alrp.criterion import build_criterion
-from alrp.engine import train_one_epoch
 from alrp.losses.config import LossConfig
+from alrp.losses.criterion import build_criterion
 from alrp.losses.groups import group_bounds, split_images
-from alrp.optim import build_optimizer, build_scheduler
 from models import ModelConfig, build_detector
-from gloo_ranks import run_two_ranks
-from train_fakes import FakeDataset, FakeDetector, collate, one_thread  # noqa: F401 (fixture)
+from training.loop import train_one_epoch
+from training.optim import build_optimizer, build_scheduler
+from tests.fixtures.gloo_ranks import run_two_ranks
+from tests.fixtures.train_fakes import FakeDataset, FakeDetector, collate
 
 FIELDS = ("logits", "targets", "pos_pred_boxes", "pos_gt_boxes", "pos_pred_deltas", "pos_gt_deltas")
 
@@ -115,6 +115,7 @@ def _rank(rank: int, world_size: int) -> dict:
     return _train(world_size, rank, GROUP)
 
 
+@pytest.mark.slow  # spawns a second process
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
 def test_one_process_in_groups_equals_two_gloo_processes(monkeypatch, one_thread):
     ddp = run_two_ranks(monkeypatch, _rank)

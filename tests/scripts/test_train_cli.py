@@ -40,7 +40,7 @@ def test_max_iters_stop_inside_an_epoch_records_the_final_evaluation(tmp_path):
 
 
 def test_rank_group_that_does_not_divide_the_process_batch_is_a_setup_error(tmp_path, capfd):
-    code = train.main(["--config", "configs/alrp_r50_500.yaml", "--no-progress", "--output-dir", str(tmp_path),
+    code = train.main(["--config", "configs/table2/alrp_giou_sb.yaml", "--no-progress", "--output-dir", str(tmp_path),
                        "--set", "train.batch_size=4", "train.ref_batch_size=4", "device=cpu"])
     assert code == 2
     err = capfd.readouterr().err
