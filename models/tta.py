@@ -85,7 +85,7 @@ def merge_views(views: Sequence[Candidates], orig_hw: tuple[int, int], *, nms_io
 
 
 class MultiScaleFlipTTA:
-    """`training.inference.evaluate`'s `detect` for S scale views of a batch: [(images, targets)] * S -> detections.
+    """`predict_coco_results`'s `detect` for S scale views of a batch: [(images, targets)] * S -> detections.
 
     Args:
         flip: add the mirrored view of every scale. max_sizes: per scale, keep only boxes with shorter side under

@@ -8,7 +8,7 @@ from alrp.losses.config import LossConfig
 from alrp.losses.criterion import build_criterion
 from alrp.losses.groups import group_bounds, split_images
 from models import ModelConfig, build_detector
-from training.loop import train_one_epoch
+from training.loop import TrainStep
 from training.optim import build_optimizer, build_scheduler
 from tests.fixtures.gloo_ranks import run_two_ranks
 from tests.fixtures.train_fakes import FakeDataset, FakeDetector, collate
@@ -102,10 +102,12 @@ def _train(world_size: int, rank: int, rank_group: int | None) -> dict:
     sched = build_scheduler(opt, schedule="step", iters_per_epoch=ITERS, total_iters=ITERS, lr_steps=[],
                             warmup_iters=0)
     criterion = build_criterion(LossConfig(rank_group=rank_group))
+    step = TrainStep(model, criterion, opt, sched, torch.device("cpu"))
     losses = []
-    train_one_epoch(model, criterion, loader, opt, sched, torch.device("cpu"), 0, show_progress=False,
-                    on_iteration=lambda it, v: losses.append([v["total"], v["cls"], v["loc"]]))
-    sb = criterion.self_balance.update(distributed=world_size > 1)
+    for iteration, (images, targets) in enumerate(loader):
+        values = step(images, targets, iteration)
+        losses.append([values["total"], values["cls"], values["loc"]])
+    sb = criterion.end_epoch(distributed=world_size > 1)
     return {"losses": torch.tensor(losses, dtype=torch.float64), "sb": sb,
             "grads": {k: p.grad.clone() for k, p in net.named_parameters()},
             "weights": {k: v.detach().clone() for k, v in net.state_dict().items()}}
