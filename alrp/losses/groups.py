@@ -30,6 +30,8 @@ def split_images(lt: Any, group_size: int | None) -> list[Any]:
     Returns:
         One LossTargets (a `dataclasses.replace` of `lt`) per group, with `num_images` set to the group's size.
     """
+    if group_size is None:
+        return [lt]
     if getattr(lt, "num_images", None) is None:
         raise ValueError(f"rank groups: {type(lt).__name__} has no num_images (needed by loss.rank_group)")
     n = int(lt.num_images)

@@ -20,7 +20,8 @@ class LossTargets:
         pos_gt_boxes: (P, 4) xyxy pixels, matched ground truth.
         pos_pred_deltas: (P, 4) raw predicted deltas (differentiable).
         pos_gt_deltas: (P, 4) encoded ground truth (BoxCoder weights 0.1, 0.1, 0.2, 0.2).
-        num_images: N, the images of the batch (each contributes M / N pairs), for `loss.rank_group`.
+        num_images: N, the images of the batch (each contributes M / N pairs), for `loss.rank_group`; None when
+            unknown (a criterion with `rank_group` then refuses it).
     """
 
     logits: Tensor
@@ -29,7 +30,7 @@ class LossTargets:
     pos_gt_boxes: Tensor
     pos_pred_deltas: Tensor
     pos_gt_deltas: Tensor
-    num_images: int
+    num_images: int | None = None
 
     @property
     def num_pos(self) -> int:

@@ -151,8 +151,13 @@ def test_table6_rows():
 
 
 def test_rank_groups_are_one_gpus_images_of_the_releases():
-    """Both releases: 8 images per GPU at 500 (4 GPUs x 8 = 32), 4 at 800 (16); mmdet RetinaNet (focal): 2."""
+    """Both releases: 8 images per GPU at 500 (4 GPUs x 8 = 32), 4 at 800 (16); mmdet RetinaNet (focal): 2.
+
+    The small-data configs (configs/small) are not the paper's and rank their whole batch."""
     for path in EXPERIMENTS:
+        if path.parent.name == "small":
+            assert load_config(REPO / path).loss.rank_group is None, path
+            continue
         cfg = load_config(REPO / path)
         expected = {"focal": 2}.get(cfg.loss.name, 4 if cfg.data.train_size == 800 else 8)
         assert cfg.loss.rank_group == expected, path

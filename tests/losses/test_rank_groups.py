@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 from alrp.losses.config import LossConfig
 from alrp.losses.criterion import build_criterion
 from alrp.losses.groups import group_bounds, split_images
+from alrp.losses.targets import LossTargets
 from models import ModelConfig, build_detector
 from training.loop import TrainStep
 from training.optim import build_optimizer, build_scheduler
@@ -80,10 +81,12 @@ def test_config_and_missing_num_images():
         LossConfig(rank_group=0)
     assert LossConfig(rank_group=8).rank_group == 8
 
-    class NoImages:
-        logits = torch.zeros(4)
-    with pytest.raises(ValueError, match="NoImages has no num_images"):
-        split_images(NoImages(), 2)
+    unknown = LossTargets(logits=torch.zeros(4), targets=torch.zeros(4, dtype=torch.int64),
+                          pos_pred_boxes=torch.zeros(0, 4), pos_gt_boxes=torch.zeros(0, 4),
+                          pos_pred_deltas=torch.zeros(0, 4), pos_gt_deltas=torch.zeros(0, 4))
+    with pytest.raises(ValueError, match="LossTargets has no num_images"):
+        split_images(unknown, 2)
+    assert split_images(unknown, None) == [unknown]
 
 
 # ------------------------------------------------------------------------ 1 process x 16 == 2 processes x 8
