@@ -264,7 +264,8 @@ def test_mode2_config_and_checkpoint(tmp_path, capsys):
     single = json.loads((tmp_path / "runs" / "tiny" / "eval" / "k_val_results.json").read_text())
     assert [(r["image_id"], r["category_id"]) for r in single] == [(r["image_id"], r["category_id"]) for r in results]
     assert [r["score"] for r in single] == pytest.approx([r["score"] for r in results], abs=1e-6)
-    assert eval_cli.main([*base, "--tta-scales", "128", "96", "--tta-flip", "--set", "eval.tta_max_sizes=[0,50]"]) == 0
+    tta = ["--tta-scales", "128", "96", "--tta-flip", "--set", "eval.tta_max_sizes=[0,50]"]
+    assert eval_cli.main([*base, *tta]) == 0
     merged = json.loads((tmp_path / "runs" / "tiny" / "eval" / "k_val_results.json").read_text())
     assert merged and [r["score"] for r in merged] != [r["score"] for r in results]
     assert max(Counter(r["image_id"] for r in merged).values()) <= 20
