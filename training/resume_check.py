@@ -30,7 +30,8 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> tuple[list[str], list[str]]:
     """``(unsafe, safe)`` changes ``"key old -> new"`` (sorted by key) from a checkpoint's config to the current one.
 
-    Keys present on one side only (added or removed by a code change) are not compared.
+    A key only the current config has (added by a code change since the checkpoint) is listed with the safe ones, so
+    the log says which new setting the resumed run takes; a key only the checkpoint has is dropped silently.
     """
     old, new = _flatten(saved), _flatten(current)
     unsafe, safe = [], []
@@ -39,4 +40,5 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> tuple[list
             change = f"{key} {old[key]!r} -> {new[key]!r}"
             is_safe = any(key == s or (s.endswith(".") and key.startswith(s)) for s in RESUME_SAFE_KEYS)
             (safe if is_safe else unsafe).append(change)
+    safe += [f"{key} (not in the checkpoint's config) -> {new[key]!r}" for key in sorted(new.keys() - old.keys())]
     return unsafe, safe

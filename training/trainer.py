@@ -303,13 +303,22 @@ class Trainer:
             self._copy_best(path)
         return scalars
 
+    def _run_pending_eval(self) -> None:
+        """Runs the evaluation the checkpoint was saved before, unless evaluation is now off (then says so)."""
+        if self.cfg.train.eval_interval <= 0 or self.val_loader is None:
+            log.warning("epoch %d's evaluation did not finish before the stop, and evaluation is now off "
+                        "(train.eval_interval=%d): not run", self.epoch, self.cfg.train.eval_interval)
+            self._eval_pending = False
+            return
+        scalars = self._finish_epoch_eval()
+        self.jsonl.write({"type": "eval", "epoch": self.epoch, "iteration": self.iteration, **scalars})
+
     def fit(self) -> dict[str, Any]:
         """Trains until ``train.epochs`` (or ``train.max_iters``); returns a summary of the run."""
         tc = self.cfg.train
         try:
             if self._eval_pending:  # resumed from a checkpoint saved just before an evaluation that did not finish
-                scalars = self._finish_epoch_eval()
-                self.jsonl.write({"type": "eval", "epoch": self.epoch, "iteration": self.iteration, **scalars})
+                self._run_pending_eval()
             while self.epoch < tc.epochs and (tc.max_iters is None or self.iteration < tc.max_iters):
                 self._run_epoch()
             if self._eval_due(final=True):  # e.g. a max_iters stop inside an epoch

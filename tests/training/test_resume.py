@@ -309,6 +309,28 @@ def test_failed_evaluation_loses_no_epoch_and_resume_runs_it_first(tmp_path, ref
     assert best["best_ap"] == ref_best["best_ap"] and best["epoch"] == ref_best["epoch"]
 
 
+def test_pending_evaluation_is_skipped_with_a_warning_when_evaluation_is_now_off(tmp_path):
+    trainer = Trainer(_cfg(tmp_path), parts_builder=_parts_builder(), metrics_fn=_failing_metrics({2}),
+                      show_progress=False)
+    with pytest.raises(Exception, match="truncated JPEG"):
+        trainer.fit()  # epoch 2's evaluation fails; its checkpoint is marked eval_pending
+    calls = []
+    trainer = Trainer(_cfg(tmp_path, eval_interval=0), resume=True, parts_builder=_parts_builder(),
+                      metrics_fn=lambda *a: calls.append(a), show_progress=False)
+    summary = trainer.fit()
+    assert summary["iteration"] == 9 and not calls  # trained to the end, evaluated nothing
+    assert "evaluation is now off" in (tmp_path / "run" / "log.txt").read_text()
+    assert ck.load_checkpoint(ck.find_latest(tmp_path / "run"))["eval_pending"] is False
+
+
+def test_a_setting_the_checkpoint_predates_is_listed_with_the_safe_changes():
+    from training.resume_check import config_changes
+
+    saved = {"train": {"lr": 0.1}, "loss": {"name": "alrp"}}
+    current = {"train": {"lr": 0.1}, "loss": {"name": "alrp", "rank_group": 8}}
+    assert config_changes(saved, current) == ([], ["loss.rank_group (not in the checkpoint's config) -> 8"])
+
+
 @pytest.mark.parametrize("blocker", ["checkpoints_file", "output_dir_file", "read_only"])
 def test_run_folder_problems_are_found_before_training(tmp_path, blocker):
     from tests.fixtures.bad_inputs import read_only_dir
