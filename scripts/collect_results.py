@@ -50,6 +50,7 @@ PAPER: dict[str, Published] = {
     "alrp500_x101": Published(44.6, None, None, "Table 6 (test-dev)"),
     "alrp800_r101": Published(45.9, None, None, "Table 6 (test-dev)"),
     "alrp800_x101": Published(47.8, None, None, "Table 6 (test-dev)"),
+    "alrp800_x101_dcn": Published(48.9, None, None, "Table 6 (test-dev)"),
 }
 
 _LOSS_NAMES = {"alrp": "aLRP", "ap": "AP Loss", "focal": "Focal"}
