@@ -8,12 +8,13 @@ non-negative width and height.
 from __future__ import annotations
 
 import json
-import math
 import re
 import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from data.annotations import is_finite_number
 
 MAX_PER_IMAGE = 100  # the COCO detection server's limit
 _MAX_LISTED = 5
@@ -39,8 +40,7 @@ def _listed(values: Iterable) -> str:
 
 def _finite_box(r: dict) -> bool:
     box = r.get("bbox")
-    return (isinstance(box, (list, tuple)) and len(box) == 4
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+    return (isinstance(box, (list, tuple)) and len(box) == 4 and all(is_finite_number(v) for v in box)
             and box[2] >= 0 and box[3] >= 0)
 
 
@@ -64,8 +64,7 @@ def check_results(results: Sequence[dict], image_ids: Iterable[int], category_id
     bad_boxes = [i for i, r in enumerate(results) if not _finite_box(r)]
     if bad_boxes:
         problems.append(f"non-finite or negative-size bbox in detections #{_listed(bad_boxes)}")
-    bad_scores = [i for i, r in enumerate(results)
-                  if not (isinstance(r.get("score"), (int, float)) and math.isfinite(r["score"]))]
+    bad_scores = [i for i, r in enumerate(results) if not is_finite_number(r.get("score"))]
     if bad_scores:
         problems.append(f"non-finite score in detections #{_listed(bad_scores)}")
     if problems:
