@@ -120,6 +120,7 @@ class Trainer:
         self._resume_rng: dict | None = None
         self._thresholds: dict[int, float] | None = None  # LRP thresholds of the checkpoint resumed from
         self._eval_pending = False
+        self._pending_record: dict[str, Any] | None = None  # the epoch's metrics.jsonl line, until its eval ends
         if resume:
             self._resume_from(latest)
         self.jsonl = JsonlWriter(self.run_dir / "metrics.jsonl" if self.rank0 else None)
@@ -187,6 +188,8 @@ class Trainer:
             "epoch": self.epoch, "iteration": self.iteration, "epoch_step": self.epoch_step,
             "best_ap": self.best_ap, "best_epoch": self.best_epoch, "world_size": self.info.world_size,
             "config": config_to_dict(self.cfg), "environment": self.env, "eval_pending": eval_pending,
+            # the epoch's metrics.jsonl line, written after the evaluation: a resume that runs it writes the line
+            "pending_epoch_record": self._pending_record if eval_pending else None,
             # class table + LRP-optimal thresholds of the latest evaluation, for `eval.py --images` (and the
             # category table compared on resume)
             **checkpoint_extras(getattr(self.train_loader, "dataset", None), self.last_metrics, self._thresholds),
@@ -221,6 +224,7 @@ class Trainer:
         self._thresholds = state.get("lrp_thresholds")
         self.epoch_rng = state["epoch_rng"][rank]
         self._eval_pending = bool(state.get("eval_pending", False))
+        self._pending_record = state.get("pending_epoch_record") if self._eval_pending else None
         ck.restore_rng_state(state["rng"][rank])
         self._resume_rng = state["rng"][rank] if self.epoch_step else None
         self.last_checkpoint = path
@@ -304,14 +308,19 @@ class Trainer:
         return scalars
 
     def _run_pending_eval(self) -> None:
-        """Runs the evaluation the checkpoint was saved before, unless evaluation is now off (then says so)."""
+        """Runs the evaluation the checkpoint was saved before, unless evaluation is now off (then says so), and
+        writes that epoch's metrics.jsonl line (training time and losses included) with its result."""
+        record = self._pending_record or {"type": "eval", "epoch": self.epoch, "iteration": self.iteration}
         if self.cfg.train.eval_interval <= 0 or self.val_loader is None:
             log.warning("epoch %d's evaluation did not finish before the stop, and evaluation is now off "
                         "(train.eval_interval=%d): not run", self.epoch, self.cfg.train.eval_interval)
-            self._eval_pending = False
+            self._eval_pending, self._pending_record = False, None
+            if record["type"] == "epoch":
+                self.jsonl.write(record)
             return
         scalars = self._finish_epoch_eval()
-        self.jsonl.write({"type": "eval", "epoch": self.epoch, "iteration": self.iteration, **scalars})
+        self._pending_record = None
+        self.jsonl.write({**record, **scalars})
 
     def fit(self) -> dict[str, Any]:
         """Trains until ``train.epochs`` (or ``train.max_iters``); returns a summary of the run."""
@@ -346,11 +355,13 @@ class Trainer:
         loc_weight_next = self.criterion.end_epoch(distributed=self.info.distributed)
         self.epoch, self.epoch_step = self.epoch + 1, 0
         due = self._eval_due()
+        self._pending_record = {"type": "epoch", "epoch": self.epoch, "iteration": self.iteration,
+                                "seconds": time.perf_counter() - tic, "loc_weight_next": loc_weight_next,
+                                **bad_images, **{f"train_{k}": v for k, v in stats.items()}}
         self._save(eval_pending=due)  # the epoch is safe before the evaluation (which may fail) runs
         scalars = self._finish_epoch_eval() if due else {}
-        self.jsonl.write({"type": "epoch", "epoch": self.epoch, "iteration": self.iteration,
-                          "seconds": time.perf_counter() - tic, "loc_weight_next": loc_weight_next,
-                          **bad_images, **{f"train_{k}": v for k, v in stats.items()}, **scalars})
+        record, self._pending_record = self._pending_record, None
+        self.jsonl.write({**record, "seconds": time.perf_counter() - tic, **scalars})
         log.info("epoch %d/%d done in %.0f s: loss %.4f (cls %.4f, loc %.4f)", self.epoch, tc.epochs,
                  time.perf_counter() - tic, stats.get("total", math.nan), stats.get("cls", math.nan),
                  stats.get("loc", math.nan))

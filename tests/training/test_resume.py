@@ -304,6 +304,9 @@ def test_failed_evaluation_loses_no_epoch_and_resume_runs_it_first(tmp_path, ref
     ref = [json.loads(x) for x in (reference[0].run_dir / "metrics.jsonl").read_text().splitlines()]
     ap = {r["epoch"]: r["AP"] for r in lines if "AP" in r}
     assert ap == {r["epoch"]: r["AP"] for r in ref if r["type"] == "epoch"}  # epoch 2 evaluated on resume
+    # every epoch keeps its line with its training time and losses (epoch 2's is written after the resumed eval)
+    epochs = {r["epoch"]: r for r in lines if r["type"] == "epoch"}
+    assert sorted(epochs) == [1, 2, 3] and all(r["train_seconds"] > 0 and "train_cls" in r for r in epochs.values())
     best = ck.load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pth")
     ref_best = ck.load_checkpoint(reference[0].run_dir / "checkpoints" / "best.pth")
     assert best["best_ap"] == ref_best["best_ap"] and best["epoch"] == ref_best["epoch"]
@@ -320,6 +323,9 @@ def test_pending_evaluation_is_skipped_with_a_warning_when_evaluation_is_now_off
     summary = trainer.fit()
     assert summary["iteration"] == 9 and not calls  # trained to the end, evaluated nothing
     assert "evaluation is now off" in (tmp_path / "run" / "log.txt").read_text()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epoch2 = [r for r in lines if r["type"] == "epoch" and r["epoch"] == 2]
+    assert len(epoch2) == 1 and epoch2[0]["train_seconds"] > 0 and "AP" not in epoch2[0]  # its line, no result
     assert ck.load_checkpoint(ck.find_latest(tmp_path / "run"))["eval_pending"] is False
 
 
