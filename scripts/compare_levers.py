@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""One lever at a time: reruns the loss comparison with one setting changed, for the levers issue 9 lists.
+
+Every lever is a `scripts/compare_losses.py` run of its own (`<out>/<lever>/`: results.json, results.md, curves.png)
+with the same setups, seeds, data and budget as the `baseline` lever and one change: a `--set` override, a factor on
+the lr or on the iteration budget. A lever that does not apply to a setup (δ or the ranking group for focal loss,
+the SB period without self-balance) skips that setup. There is no lr grid here: every lever runs at `--lr` (take each
+setup's best lr of the comparison) times its factor. `<out>/levers.md` and `levers.json` collect mean ± std over
+seeds of AP, AP75 and oLRP per lever and setup, and the AP change against the baseline.
+
+Example (GPU): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 --iters 800 --device cuda
+Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import compare_losses  # noqa: E402
+from compare_report import mean_std  # noqa: E402
+from sweep import REPO_ROOT, repo_relative  # noqa: E402
+
+RANKING = ("alrp", "aploss")  # setups whose names start so rank (δ, ranking group)
+SELF_BALANCED = ("_sb",)  # setup names containing this use self-balance
+
+
+@dataclass(frozen=True)
+class Lever:
+    """One change against the baseline."""
+
+    overrides: tuple[str, ...] = ()
+    lr_factor: float = 1.0
+    lr: float | None = None  # an absolute lr instead of --lr × lr_factor (another optimiser)
+    iters_factor: float = 1.0
+    applies: tuple[str, ...] = field(default_factory=tuple)  # setup-name fragments it applies to (empty: all)
+
+    def applies_to(self, setup: str) -> bool:
+        return not self.applies or any(a in setup for a in self.applies)
+
+
+LEVERS: dict[str, Lever] = {
+    "baseline": Lever(),
+    "lr_x0.5": Lever(lr_factor=0.5),
+    "lr_x2": Lever(lr_factor=2.0),
+    "delta_0.5": Lever(("loss.delta=0.5",), applies=RANKING),
+    "delta_2": Lever(("loss.delta=2.0",), applies=RANKING),
+    "warmup_0": Lever(("train.warmup_iters=0",)),
+    "warmup_200": Lever(("train.warmup_iters=200",)),
+    "rank_group_1": Lever(("loss.rank_group=1",), applies=RANKING),  # each image ranked alone
+    "prior_0.1": Lever(("model.head.prior_prob=0.1",)),
+    # SGD with the releases' momentum and weight decay; RetinaNet's lr 0.01 at batch 16, linearly scaled to batch 4
+    "sgd": Lever(("train.optimizer=sgd", "train.momentum=0.9", "train.weight_decay=0.0001"), lr=0.0025),
+    "schedule_x2": Lever(iters_factor=2.0),
+    "sb_period_100": Lever(("loss.sb_period_iters=100",), applies=SELF_BALANCED),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="COCO-layout root with train and val splits")
+    p.add_argument("--prefix", default="bccd_", help="config prefix in configs/small (default %(default)s)")
+    p.add_argument("--setups", default="alrp_giou_sb,focal_sl1", help="comma-separated (default %(default)s)")
+    p.add_argument("--levers", default=",".join(LEVERS), help="comma-separated (default: all): " + ", ".join(LEVERS))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--lr", type=float, required=True, help="the baseline lr of every setup")
+    p.add_argument("--iters", type=int, required=True, help="the baseline iterations per run")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=None, help="default runs/levers/<data folder name>")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="extra config overrides for every run")
+    p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    p.add_argument("--keep-going", action="store_true", help="go on with the other levers after a failure")
+    args = p.parse_args(argv)
+    args.setups = [s for s in args.setups.split(",") if s]
+    args.levers = [x for x in args.levers.split(",") if x]
+    unknown = [x for x in args.levers if x not in LEVERS]
+    if unknown:
+        p.error(f"unknown lever(s) {', '.join(unknown)}; known: {', '.join(LEVERS)}")
+    if not (args.lr > 0 and math.isfinite(args.lr)) or args.iters < 1:
+        p.error("--lr and --iters must be positive")
+    args.out = repo_relative(args.out or Path("runs") / "levers" / Path(args.data).name)
+    return args
+
+
+def lever_argv(args: argparse.Namespace, name: str) -> list[str] | None:
+    """compare_losses.py's arguments for one lever (None when it applies to none of the setups)."""
+    lever = LEVERS[name]
+    setups = [s for s in args.setups if lever.applies_to(s)]
+    if not setups:
+        return None
+    argv = ["--data", str(args.data), "--prefix", args.prefix, "--setups", ",".join(setups), "--seeds", args.seeds,
+            "--lrs", f"{lever.lr if lever.lr is not None else args.lr * lever.lr_factor:g}", "--iters", str(max(1, round(args.iters * lever.iters_factor))),
+            "--device", args.device, "--out", str(args.out / name), "--keep-going"]
+    sets = [*args.overrides, *lever.overrides]
+    return argv + (["--set", *sets] if sets else []) + (["--dry-run"] if args.dry_run else [])
+
+
+def collect(out: Path, levers: list[str], setups: list[str]) -> dict[str, dict[str, dict]]:
+    """{lever: {setup: {"AP": (mean, std), "AP75": ..., "oLRP": ..., "n": seeds}}} from each lever's results.json."""
+    table: dict[str, dict[str, dict]] = {}
+    for name in levers:
+        path = out / name / "results.json"
+        if not path.is_file():
+            continue
+        results = json.loads(path.read_text())["setups"]
+        table[name] = {}
+        for setup in setups:
+            runs = results.get(setup, {}).get("runs", [])
+            if runs:
+                table[name][setup] = {k: mean_std([r["metrics"].get(k) for r in runs]) for k in ("AP", "AP75", "oLRP")}
+                table[name][setup]["n"] = len(runs)
+    return table
+
+
+def _cell(value: tuple[float, float | None]) -> str:
+    mean, std = value
+    if not math.isfinite(mean):
+        return "–"
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+
+
+def markdown(table: dict[str, dict[str, dict]], setups: list[str], header: str) -> str:
+    """One row per lever; per setup AP, AP75, oLRP (mean ± std over seeds) and ΔAP against the baseline."""
+    cols = [f"{s} {k}" for s in setups for k in ("AP", "ΔAP", "AP75", "oLRP")]
+    lines = [header, "", "| lever | change | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    base = table.get("baseline", {})
+    for name, row in table.items():
+        lever = LEVERS[name]
+        change = ", ".join([*lever.overrides, *([f"lr ×{lever.lr_factor:g}"] if lever.lr_factor != 1 else []),
+                            *([f"lr {lever.lr:g}"] if lever.lr is not None else []),
+                            *([f"iterations ×{lever.iters_factor:g}"] if lever.iters_factor != 1 else [])]) or "–"
+        cells = []
+        for setup in setups:
+            if setup not in row:
+                cells += ["n/a"] * 4
+                continue
+            ap = row[setup]["AP"][0]
+            delta = ap - base[setup]["AP"][0] if name != "baseline" and setup in base else math.nan
+            cells += [_cell(row[setup]["AP"]), f"{delta:+.3f}" if math.isfinite(delta) else "–",
+                      _cell(row[setup]["AP75"]), _cell(row[setup]["oLRP"])]
+        lines.append(f"| {name} | {change} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    failed = 0
+    for name in args.levers:
+        sub = lever_argv(args, name)
+        if sub is None:
+            print(f"# {name}: applies to none of {args.setups}")
+            continue
+        print(f"# lever {name}: python scripts/compare_losses.py {' '.join(sub)}", flush=True)
+        rc = compare_losses.main(sub)
+        failed += rc != 0
+        if rc != 0 and not args.keep_going:
+            return rc
+    if args.dry_run:
+        return 0
+    table = collect(REPO_ROOT / args.out, args.levers, args.setups)
+    header = (f"Levers on {args.data}: baseline lr {args.lr:g}, {args.iters} iterations, seeds {args.seeds}, "
+              f"device {args.device}; mean ± std over seeds, final weights on val.")
+    (REPO_ROOT / args.out / "levers.md").write_text(markdown(table, args.setups, header))
+    (REPO_ROOT / args.out / "levers.json").write_text(json.dumps(table, indent=1) + "\n")
+    print(f"[levers] {args.out / 'levers.md'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""scripts/compare_levers.py: one compare_losses.py run per lever (which setups, lr, budget, overrides) and the
+levers table."""
+import json
+import math
+
+import pytest
+
+from tests.fixtures.script_loader import load_script
+from tests.fixtures.synthetic import write_synthetic_coco
+
+levers = load_script("scripts/compare_levers.py")
+
+
+def _results(path, aps_by_setup):
+    runs = {setup: {"runs": [{"seed": i, "metrics": {"AP": ap, "AP75": ap / 2, "oLRP": 1 - ap}}
+                             for i, ap in enumerate(aps)]} for setup, aps in aps_by_setup.items()}
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps({"settings": {}, "setups": runs}))
+
+
+def test_each_lever_changes_one_thing_and_skips_setups_it_does_not_apply_to(tmp_path):
+    args = levers.parse_args(["--data", "datasets/bccd", "--lr", "0.0005", "--iters", "800",
+                              "--setups", "alrp_giou_sb,alrp_iou_nosb,focal_sl1", "--out", str(tmp_path)])
+
+    def value(argv, flag):
+        return argv[argv.index(flag) + 1]
+
+    base = levers.lever_argv(args, "baseline")
+    assert value(base, "--lrs") == "0.0005" and value(base, "--iters") == "800" and "--set" not in base
+    assert value(levers.lever_argv(args, "lr_x2"), "--lrs") == "0.001"
+    assert value(levers.lever_argv(args, "schedule_x2"), "--iters") == "1600"
+    delta = levers.lever_argv(args, "delta_0.5")
+    assert value(delta, "--setups") == "alrp_giou_sb,alrp_iou_nosb" and delta[-1] == "loss.delta=0.5"  # no focal
+    assert value(levers.lever_argv(args, "sb_period_100"), "--setups") == "alrp_giou_sb"  # only the SB setup
+    sgd = levers.lever_argv(args, "sgd")
+    assert value(sgd, "--lrs") == "0.0025" and "train.optimizer=sgd" in sgd
+    assert value(sgd, "--out").endswith("/sgd")
+    args.setups = ["focal_sl1"]
+    assert levers.lever_argv(args, "delta_2") is None
+
+
+def test_dry_run_prints_every_levers_runs(tmp_path, capsys):
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    argv = ["--data", str(tmp_path / "d"), "--lr", "0.001", "--iters", "40", "--seeds", "0", "--out",
+            str(tmp_path / "out"), "--levers", "baseline,delta_2,prior_0.1", "--dry-run"]
+    assert levers.main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.count("python train.py") == 5  # baseline 2 setups + δ (aLRP only) + prior 2 setups
+    assert "loss.delta=2.0" in text and "model.head.prior_prob=0.1" in text
+    with pytest.raises(SystemExit):
+        levers.parse_args(["--data", "d", "--lr", "0.001", "--iters", "4", "--levers", "nope"])
+
+
+def test_table_gives_mean_std_and_the_change_against_the_baseline(tmp_path):
+    _results(tmp_path / "baseline", {"alrp_giou_sb": [0.50, 0.52], "focal_sl1": [0.51, 0.51]})
+    _results(tmp_path / "delta_2", {"alrp_giou_sb": [0.54, 0.56]})
+    table = levers.collect(tmp_path, ["baseline", "delta_2", "warmup_0"], ["alrp_giou_sb", "focal_sl1"])
+    assert set(table) == {"baseline", "delta_2"}  # warmup_0 has not run
+    ap, std = table["delta_2"]["alrp_giou_sb"]["AP"]
+    assert ap == pytest.approx(0.55) and std == pytest.approx(0.01 * math.sqrt(2))
+    md = levers.markdown(table, ["alrp_giou_sb", "focal_sl1"], "header")
+    assert "| delta_2 | loss.delta=2.0 | 0.550 ± 0.014 | +0.040 | 0.275 ± 0.007 | 0.450 ± 0.014 | n/a |" in md
+    assert "| baseline | – | 0.510 ± 0.014 | – |" in md
