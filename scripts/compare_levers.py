@@ -4,9 +4,10 @@
 Every lever is a `scripts/compare_losses.py` run of its own (`<out>/<lever>/`: results.json, results.md, curves.png)
 with the same setups, seeds, data and budget as the `baseline` lever and one change: a `--set` override, a factor on
 the lr or on the iteration budget. A lever that does not apply to a setup (δ or the ranking group for focal loss,
-the SB period without self-balance) skips that setup. There is no lr grid here: every lever runs at `--lr` (take each
-setup's best lr of the comparison) times its factor. `<out>/levers.md` and `levers.json` collect mean ± std over
-seeds of AP, AP75 and oLRP per lever and setup, and the AP change against the baseline.
+the SB period without self-balance, the head prior for the torchvision row) skips that setup. There is no lr grid
+here: every lever runs at `--lr` times its factor, one lr for all setups (for setups whose best lrs differ, run one
+invocation per lr, each with its own `--out`). `<out>/levers.md` and `levers.json` collect mean ± std over seeds of
+AP, AP75 and oLRP per lever and setup, and the AP change against the baseline.
 
 Example (GPU): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 --iters 800 --device cuda
 Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands.
@@ -25,8 +26,9 @@ import compare_losses  # noqa: E402
 from compare_report import mean_std  # noqa: E402
 from sweep import REPO_ROOT, repo_relative  # noqa: E402
 
-RANKING = ("alrp", "aploss")  # setups whose names start so rank (δ, ranking group)
+RANKING = ("alrp", "aploss")  # setups whose names contain one of these rank (δ, ranking group)
 SELF_BALANCED = ("_sb",)  # setup names containing this use self-balance
+OURS = ("alrp", "aploss", "focal")  # our detector (the torchvision row has its own head and ignores model.head)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ LEVERS: dict[str, Lever] = {
     "warmup_0": Lever(("train.warmup_iters=0",)),
     "warmup_200": Lever(("train.warmup_iters=200",)),
     "rank_group_1": Lever(("loss.rank_group=1",), applies=RANKING),  # each image ranked alone
-    "prior_0.1": Lever(("model.head.prior_prob=0.1",)),
+    "prior_0.1": Lever(("model.head.prior_prob=0.1",), applies=OURS),
     # SGD with the releases' momentum and weight decay; RetinaNet's lr 0.01 at batch 16, linearly scaled to batch 4
     "sgd": Lever(("train.optimizer=sgd", "train.momentum=0.9", "train.weight_decay=0.0001"), lr=0.0025),
     "schedule_x2": Lever(iters_factor=2.0),
@@ -94,8 +96,10 @@ def lever_argv(args: argparse.Namespace, name: str) -> list[str] | None:
     setups = [s for s in args.setups if lever.applies_to(s)]
     if not setups:
         return None
+    lr = lever.lr if lever.lr is not None else args.lr * lever.lr_factor
+    iters = max(1, round(args.iters * lever.iters_factor))
     argv = ["--data", str(args.data), "--prefix", args.prefix, "--setups", ",".join(setups), "--seeds", args.seeds,
-            "--lrs", f"{lever.lr if lever.lr is not None else args.lr * lever.lr_factor:g}", "--iters", str(max(1, round(args.iters * lever.iters_factor))),
+            "--lrs", f"{lr:g}", "--iters", str(iters),
             "--device", args.device, "--out", str(args.out / name), "--keep-going"]
     sets = [*args.overrides, *lever.overrides]
     return argv + (["--set", *sets] if sets else []) + (["--dry-run"] if args.dry_run else [])
@@ -113,14 +117,21 @@ def collect(out: Path, levers: list[str], setups: list[str]) -> dict[str, dict[s
         for setup in setups:
             runs = results.get(setup, {}).get("runs", [])
             if runs:
-                table[name][setup] = {k: mean_std([r["metrics"].get(k) for r in runs]) for k in ("AP", "AP75", "oLRP")}
+                table[name][setup] = {k: _finite(mean_std([r["metrics"].get(k) for r in runs]))
+                                      for k in ("AP", "AP75", "oLRP")}
                 table[name][setup]["n"] = len(runs)
     return table
 
 
-def _cell(value: tuple[float, float | None]) -> str:
+def _finite(value: tuple[float, float | None]) -> tuple[float | None, float | None]:
+    """(mean, std) with an undefined mean as None, so levers.json stays strict JSON."""
     mean, std = value
-    if not math.isfinite(mean):
+    return (mean if math.isfinite(mean) else None), std
+
+
+def _cell(value: tuple[float | None, float | None]) -> str:
+    mean, std = value
+    if mean is None:
         return "–"
     return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
@@ -140,8 +151,8 @@ def markdown(table: dict[str, dict[str, dict]], setups: list[str], header: str) 
             if setup not in row:
                 cells += ["n/a"] * 4
                 continue
-            ap = row[setup]["AP"][0]
-            delta = ap - base[setup]["AP"][0] if name != "baseline" and setup in base else math.nan
+            ap, base_ap = row[setup]["AP"][0], base.get(setup, {}).get("AP", (None,))[0]
+            delta = ap - base_ap if name != "baseline" and ap is not None and base_ap is not None else math.nan
             cells += [_cell(row[setup]["AP"]), f"{delta:+.3f}" if math.isfinite(delta) else "–",
                       _cell(row[setup]["AP75"]), _cell(row[setup]["oLRP"])]
         lines.append(f"| {name} | {change} | " + " | ".join(cells) + " |")

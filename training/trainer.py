@@ -311,15 +311,19 @@ class Trainer:
         """Runs the evaluation the checkpoint was saved before, unless evaluation is now off (then says so), and
         writes that epoch's metrics.jsonl line (training time and losses included) with its result."""
         record = self._pending_record or {"type": "eval", "epoch": self.epoch, "iteration": self.iteration}
+        self._pending_record = None
         if self.cfg.train.eval_interval <= 0 or self.val_loader is None:
             log.warning("epoch %d's evaluation did not finish before the stop, and evaluation is now off "
                         "(train.eval_interval=%d): not run", self.epoch, self.cfg.train.eval_interval)
-            self._eval_pending, self._pending_record = False, None
+            self._eval_pending = False
+            self._save()  # no longer pending: a second resume must not write the line again
             if record["type"] == "epoch":
                 self.jsonl.write(record)
             return
+        tic = time.perf_counter()
         scalars = self._finish_epoch_eval()
-        self._pending_record = None
+        if "seconds" in record:  # the epoch's time, as in a line written without the stop: evaluation included
+            record["seconds"] += time.perf_counter() - tic
         self.jsonl.write({**record, **scalars})
 
     def fit(self) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 levers table."""
 import json
 import math
+from pathlib import Path
 
 import pytest
+
+from training.config import load_config
 
 from tests.fixtures.script_loader import load_script
 from tests.fixtures.synthetic import write_synthetic_coco
@@ -35,6 +38,11 @@ def test_each_lever_changes_one_thing_and_skips_setups_it_does_not_apply_to(tmp_
     sgd = levers.lever_argv(args, "sgd")
     assert value(sgd, "--lrs") == "0.0025" and "train.optimizer=sgd" in sgd
     assert value(sgd, "--out").endswith("/sgd")
+    for lever, override in (("warmup_0", "train.warmup_iters=0"), ("warmup_200", "train.warmup_iters=200"),
+                            ("rank_group_1", "loss.rank_group=1"), ("prior_0.1", "model.head.prior_prob=0.1")):
+        argv = levers.lever_argv(args, lever)
+        assert argv[argv.index("--set") + 1:] == [override], lever
+    assert value(levers.lever_argv(args, "rank_group_1"), "--setups") == "alrp_giou_sb,alrp_iou_nosb"
     args.setups = ["focal_sl1"]
     assert levers.lever_argv(args, "delta_2") is None
 
@@ -61,3 +69,26 @@ def test_table_gives_mean_std_and_the_change_against_the_baseline(tmp_path):
     md = levers.markdown(table, ["alrp_giou_sb", "focal_sl1"], "header")
     assert "| delta_2 | loss.delta=2.0 | 0.550 ± 0.014 | +0.040 | 0.275 ± 0.007 | 0.450 ± 0.014 | n/a |" in md
     assert "| baseline | – | 0.510 ± 0.014 | – |" in md
+
+
+@pytest.mark.parametrize("name", sorted(levers.LEVERS))
+def test_every_lever_override_is_a_valid_setting_of_the_configs_it_applies_to(name):
+    lever = levers.LEVERS[name]
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs" / "small").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        setup = path.stem.split("_", 1)[1]
+        if lever.applies_to(setup):
+            cfg = load_config(path, list(lever.overrides))  # a misspelt key or bad value raises here
+            for override in lever.overrides:
+                key, value = override.split("=")
+                node = cfg
+                for part in key.split("."):
+                    node = getattr(node, part)
+                assert str(node) == value, (path, override)
+
+
+def test_the_prior_lever_skips_the_torchvision_row_which_ignores_it():
+    assert not levers.LEVERS["prior_0.1"].applies_to("torchvision_retinanet")
+    assert levers.LEVERS["prior_0.1"].applies_to("focal_sl1")
+    assert levers.LEVERS["warmup_0"].applies_to("torchvision_retinanet")
