@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_losses  # noqa: E402
-from compare_report import mean_std  # noqa: E402
+from compare_report import format_mean_std  # noqa: E402
 from sweep import REPO_ROOT, repo_relative  # noqa: E402
 
 RANKING = ("alrp", "aploss")  # setups whose names contain one of these rank (δ, ranking group)
@@ -106,7 +106,8 @@ def lever_argv(args: argparse.Namespace, name: str) -> list[str] | None:
 
 
 def collect(out: Path, levers: list[str], setups: list[str]) -> dict[str, dict[str, dict]]:
-    """{lever: {setup: {"AP": (mean, std), "AP75": ..., "oLRP": ..., "n": seeds}}} from each lever's results.json."""
+    """{lever: {setup: {"AP": (mean, std), "AP75": ..., "oLRP": ..., "n": seeds}}} from each lever's results.json
+    (the mean and std that compare_losses.py's aggregation wrote there)."""
     table: dict[str, dict[str, dict]] = {}
     for name in levers:
         path = out / name / "results.json"
@@ -115,25 +116,16 @@ def collect(out: Path, levers: list[str], setups: list[str]) -> dict[str, dict[s
         results = json.loads(path.read_text())["setups"]
         table[name] = {}
         for setup in setups:
-            runs = results.get(setup, {}).get("runs", [])
-            if runs:
-                table[name][setup] = {k: _finite(mean_std([r["metrics"].get(k) for r in runs]))
-                                      for k in ("AP", "AP75", "oLRP")}
-                table[name][setup]["n"] = len(runs)
+            row = results.get(setup, {})
+            if row.get("runs"):
+                table[name][setup] = {k: _finite(row["mean"][k], row["std"][k]) for k in ("AP", "AP75", "oLRP")}
+                table[name][setup]["n"] = len(row["runs"])
     return table
 
 
-def _finite(value: tuple[float, float | None]) -> tuple[float | None, float | None]:
+def _finite(mean: float | None, std: float | None) -> tuple[float | None, float | None]:
     """(mean, std) with an undefined mean as None, so levers.json stays strict JSON."""
-    mean, std = value
-    return (mean if math.isfinite(mean) else None), std
-
-
-def _cell(value: tuple[float | None, float | None]) -> str:
-    mean, std = value
-    if mean is None:
-        return "–"
-    return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+    return (mean if mean is not None and math.isfinite(mean) else None), std
 
 
 def markdown(table: dict[str, dict[str, dict]], setups: list[str], header: str) -> str:
@@ -153,8 +145,8 @@ def markdown(table: dict[str, dict[str, dict]], setups: list[str], header: str) 
                 continue
             ap, base_ap = row[setup]["AP"][0], base.get(setup, {}).get("AP", (None,))[0]
             delta = ap - base_ap if name != "baseline" and ap is not None and base_ap is not None else math.nan
-            cells += [_cell(row[setup]["AP"]), f"{delta:+.3f}" if math.isfinite(delta) else "–",
-                      _cell(row[setup]["AP75"]), _cell(row[setup]["oLRP"])]
+            cells += [format_mean_std(*row[setup]["AP"]), f"{delta:+.3f}" if math.isfinite(delta) else "–",
+                      format_mean_std(*row[setup]["AP75"]), format_mean_std(*row[setup]["oLRP"])]
         lines.append(f"| {name} | {change} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

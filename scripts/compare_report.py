@@ -70,7 +70,7 @@ def aggregate(summaries: list[dict], setups: list[str], best_lr: dict[str, float
     return out
 
 
-def _cell(mean: float, std: float | None, scale: float = 1.0, digits: int = 3) -> str:
+def format_mean_std(mean: float, std: float | None, scale: float = 1.0, digits: int = 3) -> str:
     if mean is None or not math.isfinite(mean):
         return "–"
     text = f"{mean * scale:.{digits}f}"
@@ -94,22 +94,26 @@ def markdown(table: dict[str, Any], settings: dict[str, Any]) -> str:
              "|---" * (7 + len(TABLE_KEYS)) + "|"]
     for setup, row in table.items():
         m, s = row["mean"], row["std"]
-        cells = [setup, str(row["best_lr"]), str(len(row["seeds"])), _cell(m["iterations"], None, digits=0),
-                 _cell(m["train_seconds"], s["train_seconds"], 1 / 60, 1),
-                 _cell(m["wall_seconds"], s["wall_seconds"], 1 / 60, 1), _cell(m["s_per_iter"], s["s_per_iter"])]
-        cells += [_cell(m[k], s[k]) for k in TABLE_KEYS]
+        cells = [setup, str(row["best_lr"]), str(len(row["seeds"])),
+                 format_mean_std(m["iterations"], None, digits=0),
+                 format_mean_std(m["train_seconds"], s["train_seconds"], 1 / 60, 1),
+                 format_mean_std(m["wall_seconds"], s["wall_seconds"], 1 / 60, 1),
+                 format_mean_std(m["s_per_iter"], s["s_per_iter"])]
+        cells += [format_mean_std(m[k], s[k]) for k in TABLE_KEYS]
         lines.append("| " + " | ".join(cells) + " |")
     lrs = [str(lr) for lr in settings["lrs"]]
     lines += ["", f"Tuning (seed {seeds[0]}): final val AP per lr", "",
               "| setup | " + " | ".join(lrs) + " |", "|---" * (1 + len(lrs)) + "|"]
     for setup, row in table.items():
-        lines.append(f"| {setup} | " + " | ".join(_cell(row["grid_AP"].get(lr), None) for lr in lrs) + " |")
+        grid = (format_mean_std(row["grid_AP"].get(lr), None) for lr in lrs)
+        lines.append(f"| {setup} | " + " | ".join(grid) + " |")
     classes = sorted({c for row in table.values() for c in row["per_class_AP"]})
     if classes:
         lines += ["", "Per-class AP (mean over the seeds)", "", "| setup | " + " | ".join(classes) + " |",
                   "|---" * (1 + len(classes)) + "|"]
         for setup, row in table.items():
-            lines.append(f"| {setup} | " + " | ".join(_cell(row["per_class_AP"].get(c), None) for c in classes) + " |")
+            per_class = (format_mean_std(row["per_class_AP"].get(c), None) for c in classes)
+            lines.append(f"| {setup} | " + " | ".join(per_class) + " |")
     return "\n".join(lines) + "\n"
 
 

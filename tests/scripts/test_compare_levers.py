@@ -12,13 +12,18 @@ from tests.fixtures.script_loader import load_script
 from tests.fixtures.synthetic import write_synthetic_coco
 
 levers = load_script("scripts/compare_levers.py")
+report = load_script("scripts/compare_report.py")
 
 
 def _results(path, aps_by_setup):
-    runs = {setup: {"runs": [{"seed": i, "metrics": {"AP": ap, "AP75": ap / 2, "oLRP": 1 - ap}}
-                             for i, ap in enumerate(aps)]} for setup, aps in aps_by_setup.items()}
+    """A lever's results.json as compare_losses.py writes it (its aggregation over per-seed run summaries)."""
+    summaries = [{"setup": setup, "lr": 0.001, "seed": i, "tuning": i == 0,
+                  "metrics": {"AP": ap, "AP75": ap / 2, "oLRP": 1 - ap}}
+                 for setup, aps in aps_by_setup.items() for i, ap in enumerate(aps)]
+    setups = list(aps_by_setup)
+    table = report.aggregate(summaries, setups, {s: 0.001 for s in setups})
     path.mkdir(parents=True)
-    (path / "results.json").write_text(json.dumps({"settings": {}, "setups": runs}))
+    (path / "results.json").write_text(json.dumps({"settings": {}, "setups": table}))
 
 
 def test_each_lever_changes_one_thing_and_skips_setups_it_does_not_apply_to(tmp_path):
