@@ -4,9 +4,10 @@
 For every batch (training loader, seed-fixed) the detector runs once; each setup's criterion then scores the same
 LossTargets, and the gradient of its L_cls with respect to the (anchor, class) logits is measured: mean |g| per
 positive and per negative, the share of the negatives' gradient, how many negatives get a non-zero gradient (and
-one above 1% of the mean positive |g|), and per class the mean |g| of its positives. `--shared` also measures the
-gradient norm that L_cls and w·L_loc each send into the shared backbone + FPN (one backward each). Load trained
-weights with `--checkpoint` to look at a later point of a run.
+one above 1% of the mean positive |g|), and per class the mean |g| of its positives and the ratio of the |g| its
+negatives get to the |g| its positives get (the push down against the push up on that class's logits). `--shared`
+also measures the gradient norm that L_cls and w·L_loc each send into the shared backbone + FPN (one backward each).
+Load trained weights with `--checkpoint` to look at a later point of a run.
 
 `--sb-from RUN/metrics.jsonl` (a run logged with `train.log_interval=1`) replays the self-balance statistic
 (mean(L_cls + L_loc) / mean(L_loc) over a window) with the per-epoch window and with fixed iteration periods, from
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -51,6 +53,9 @@ def logit_gradients(criterion, lt, num_classes: int) -> dict[str, float]:
         sel = pos & cls_of_pair.eq(k)
         stats[f"mean_g_pos_class{k}"] = float(g[sel].mean()) if sel.any() else float("nan")
         stats[f"P_class{k}"] = int(sel.sum())
+        # > 1: class k's logits are pushed down (by its negatives) more than up (by its positives)
+        stats[f"sum_g_neg/sum_g_pos_class{k}"] = (float(g[neg & cls_of_pair.eq(k)].sum() / g[sel].sum())
+                                                  if sel.any() else float("nan"))
     return stats
 
 
@@ -145,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.batches > 0:
         rows, names = diagnose(args)
         keys = [k for k in next(iter(rows.values()))[0]]
-        print(f"per-batch means over {args.batches} batches; classes:",
+        print(f"per-batch means over {args.batches} batches (per-class rows: over the batches with such positives); "
+              "classes:",
               ", ".join(f"{k}={n}" for k, n in enumerate(names)))
         print(f"{'statistic':<24}" + "".join(f"{s:>16}" for s in rows))
-        for key in keys:
-            vals = [statistics.fmean(r[key] for r in rows[s]) for s in rows]
+        for key in keys:  # a class without positives in a batch has NaN statistics there: mean over the others
+            vals = [statistics.fmean([r[key] for r in rows[s] if math.isfinite(r[key])] or [math.nan]) for s in rows]
             print(f"{key:<24}" + "".join(f"{v:>16.4g}" for v in vals))
         result["gradients"] = rows
     if args.json_out:

@@ -229,3 +229,22 @@ def test_every_distinct_experiment_trains_one_smoke_step():
     assert len(models) == 8, ("+ configs/small: anchors from 24 px; RetinaNet's unit box coder (small focal_sl1 and "
                               "fig4/focal)")
     assert len(seen) >= 12
+
+
+def test_tree_setups_are_the_demo_with_the_bccd_setups_losses():
+    """configs/small/trees_<setup>: the demo's recipe with only the loss (and RetinaNet's coder) changed, and the
+    same loss section as the BCCD setup of that name, so both datasets compare the same losses."""
+    demo = _as_dict_without_name(_load("demo/trees"))
+    trees = sorted((REPO / "configs" / "small").glob("trees_*.yaml"))
+    setups = {p.stem.removeprefix("trees_") for p in trees}
+    assert {"alrp_giou_sb", "alrp_iou_sb", "alrp_iou_nosb", "aploss_sl1", "focal_sl1", "focal_giou",
+            "torchvision_retinanet"} <= setups
+    for path in trees:
+        setup = path.stem.removeprefix("trees_")
+        cfg = _load(f"small/trees_{setup}")
+        changed = {k.split(".")[0] if k.startswith("loss.") else k for k in _diff(demo, _as_dict_without_name(cfg))}
+        assert changed <= {"loss", "model.box_coder.weights"}, (setup, changed)
+        bccd_path = REPO / "configs" / "small" / f"bccd_{setup}.yaml"
+        if bccd_path.exists():
+            bccd = load_config(bccd_path)
+            assert (cfg.loss, cfg.model.box_coder) == (bccd.loss, bccd.model.box_coder), setup

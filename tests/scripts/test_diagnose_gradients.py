@@ -1,5 +1,7 @@
 """benchmarks/diagnose_gradients.py: the logit-gradient statistics and the self-balance replay."""
+import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -47,3 +49,17 @@ def test_sb_replay_windows(tmp_path):
     assert out["period 2"] == [(2, pytest.approx(10.0)), (4, pytest.approx(4.0))]  # (0.9 + 0.1) / 0.1, 1.2 / 0.3
     assert [w for _, w in out["period 1"]] == pytest.approx([10.0, 10.0, 4.0, 4.0])
     assert out["logged (run)"] == [(1, 50.0), (3, 50.0)]
+
+
+def test_per_class_push_down_against_push_up():
+    """Pairs (anchor, class): 1 is the only positive (class 1); 3 is the only class-1 negative, 0 and 2 are class 0's.
+    Class 1's ratio is pair 3's |g| over pair 1's, and the class-0 negatives take the rest of Theorem 2's balance."""
+    lt = _targets()
+    stats = diag.logit_gradients(build_criterion(LossConfig(name="alrp")), lt, num_classes=2)
+    logits = lt.logits.detach().clone().requires_grad_(True)
+    out = build_criterion(LossConfig(name="alrp"))(dataclasses.replace(lt, logits=logits))
+    (g,) = torch.autograd.grad(out["cls"], logits)
+    g = g.abs()
+    assert stats["sum_g_neg/sum_g_pos_class1"] == pytest.approx(float(g[3] / g[1]), rel=1e-5)  # pair 3: class 1
+    assert math.isnan(stats["sum_g_neg/sum_g_pos_class0"])  # no class-0 positive
+    assert float(g[[0, 2]].sum() + g[3]) == pytest.approx(float(g[1]), rel=1e-5)  # Theorem 2 on the whole batch
