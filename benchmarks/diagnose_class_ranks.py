@@ -7,7 +7,10 @@ For every val image (eval preset, batch 1) and every ground-truth box of class c
 - how many negative (anchor, class) pairs of the image score above that: of class c only (what class c's AP ranks
   against) and of all classes (what a loss that ranks all pairs together, such as aLRP and AP Loss, sees);
 - whether that score passes the post-processing threshold, and whether a final detection of class c (after NMS and
-  the per-image cap) covers the box at IoU >= 0.5.
+  the per-image cap) covers the box at IoU >= 0.5 (any such detection: not COCO's one-to-one matching, so dense
+  classes can count one detection for two boxes).
+The negatives counted are anchors before NMS, within one image: they bound, not equal, the false positives that
+class c's AP ranks against.
 
 Example (a run folder holds config.yaml and checkpoints/latest):
     python benchmarks/diagnose_class_ranks.py --run runs/platelets/alrp_giou_sb_s0 --run runs/platelets/focal_giou_s0
@@ -19,6 +22,7 @@ import json
 import math
 import statistics
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -57,8 +61,8 @@ def gt_rows(scores: Tensor, labels: Tensor, matched_gt: Tensor, gt_labels: Tenso
     return rows
 
 
-def recalled(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
-             iou: float = 0.5) -> list[bool]:
+def covered(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
+            iou: float = 0.5) -> list[bool]:
     """Per ground-truth box: does a detection of its class overlap it at IoU >= `iou`? Boxes (D, 4) / (G, 4) xyxy."""
     if not len(gt_boxes):
         return []
@@ -66,6 +70,10 @@ def recalled(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels:
         return [False] * len(gt_boxes)
     same_class = gt_labels[:, None].eq(det_labels[None, :])
     return ((box_iou(gt_boxes, det_boxes) >= iou) & same_class).any(dim=1).tolist()
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows) if rows else math.nan
 
 
 def to_original(boxes: Tensor, target: dict) -> Tensor:
@@ -76,13 +84,13 @@ def to_original(boxes: Tensor, target: dict) -> Tensor:
 
 def summarise(rows: list[dict], class_names: list[str], score_threshold: float,
               detections_per_image: list[float]) -> dict[str, dict]:
-    """Per class name: counts, shares and medians over its ground-truth boxes (rows of `gt_rows` with `recalled`
+    """Per class name: counts, shares and medians over its ground-truth boxes (rows of `gt_rows` with `covered`
     added), and the class's mean number of final detections per image."""
     out = {}
     for c, name in enumerate(class_names):
         mine = [r for r in rows if r["class"] == c]
         trained = [r for r in mine if r["has_positive"]]
-        med = (lambda key: statistics.median(r[key] for r in trained)) if trained else (lambda key: math.nan)
+        med = partial(_median, trained)
         out[name] = {
             "gt": len(mine),
             "with_positive": len(trained) / len(mine) if mine else math.nan,
@@ -91,7 +99,7 @@ def summarise(rows: list[dict], class_names: list[str], score_threshold: float,
                                      if trained else math.nan),
             "median_neg_above_own": med("neg_above_own"),
             "median_neg_above_all": med("neg_above_all"),
-            "recalled": sum(r["recalled"] for r in mine) / len(mine) if mine else math.nan,
+            "covered": sum(r["covered"] for r in mine) / len(mine) if mine else math.nan,
             "detections_per_image": detections_per_image[c],
         }
     return out
@@ -104,6 +112,8 @@ def diagnose_run(run: Path, overrides: list[str], max_images: int | None) -> dic
     import models
 
     cfg = load_config(run / "config.yaml", overrides)
+    if cfg.model.postprocess.level_score_thresholds is not None:
+        raise SystemExit(f"{run}: per-level score thresholds are not supported (best_above_threshold uses one)")
     dataset = data.build_dataset(cfg.data, cfg.data.split_folder(cfg.eval.split), train=False)
     loader = data.build_loader(dataset, cfg.data, train=False, batch_size=1)
     net = models.build_detector(cfg.model, dataset.num_classes)
@@ -123,9 +133,9 @@ def diagnose_run(run: Path, overrides: list[str], max_images: int | None) -> dic
         (assignment,) = net.assign(anchors, [(boxes, gt_labels, crowd)])
         image_rows = gt_rows(outputs["cls_logits"][0].sigmoid(), assignment.labels, assignment.matched_gt, gt_labels)
         (det,) = net.postprocess(outputs, anchors, targets)
-        for row, hit in zip(image_rows, recalled(det["boxes"], det["labels"], to_original(boxes, targets[0]),
-                                                 gt_labels)):
-            row["recalled"] = hit
+        for row, hit in zip(image_rows, covered(det["boxes"], det["labels"], to_original(boxes, targets[0]),
+                                                gt_labels)):
+            row["covered"] = hit
         rows.extend(image_rows)
         detections += torch.bincount(det["labels"], minlength=dataset.num_classes)[:dataset.num_classes]
     return summarise(rows, list(dataset.class_names), cfg.model.postprocess.score_threshold,

@@ -4,8 +4,8 @@
 For every batch (training loader, seed-fixed) the detector runs once; each setup's criterion then scores the same
 LossTargets, and the gradient of its L_cls with respect to the (anchor, class) logits is measured: mean |g| per
 positive and per negative, the share of the negatives' gradient, how many negatives get a non-zero gradient (and
-one above 1% of the mean positive |g|), and per class the mean |g| of its positives and the ratio of the |g| its
-negatives get to the |g| its positives get (the push down against the push up on that class's logits). `--shared`
+one above 1% of the mean positive |g|), and per class the mean |g| of its positives and, pooled over the batches,
+the |g| its negatives get over the |g| its positives get (push down against push up on its logits). `--shared`
 also measures the gradient norm that L_cls and w·L_loc each send into the shared backbone + FPN (one backward each).
 Load trained weights with `--checkpoint` to look at a later point of a run.
 
@@ -53,10 +53,29 @@ def logit_gradients(criterion, lt, num_classes: int) -> dict[str, float]:
         sel = pos & cls_of_pair.eq(k)
         stats[f"mean_g_pos_class{k}"] = float(g[sel].mean()) if sel.any() else float("nan")
         stats[f"P_class{k}"] = int(sel.sum())
-        # > 1: class k's logits are pushed down (by its negatives) more than up (by its positives)
-        stats[f"sum_g_neg/sum_g_pos_class{k}"] = (float(g[neg & cls_of_pair.eq(k)].sum() / g[sel].sum())
-                                                  if sel.any() else float("nan"))
+        stats[f"sum_g_pos_class{k}"] = float(g[sel].sum())
+        stats[f"sum_g_neg_class{k}"] = float(g[neg & cls_of_pair.eq(k)].sum())
     return stats
+
+
+def class_push_ratios(rows: list[dict], num_classes: int) -> list[float]:
+    """Per class: sum over `rows` (batches) of its negatives' |g| / the same sum of its positives' |g|.
+
+    Above 1, the class's logits are pushed down (through its negatives) harder than up (through its positives).
+    Pooled over batches, so a batch with one positive of the class weighs by its gradient, not as a whole batch.
+    NaN when the class had no positive gradient in any batch.
+    """
+    ratios = []
+    for k in range(num_classes):
+        up = sum(r[f"sum_g_pos_class{k}"] for r in rows)
+        ratios.append(sum(r[f"sum_g_neg_class{k}"] for r in rows) / up if up > 0 else math.nan)
+    return ratios
+
+
+def mean_over_batches(values: list[float]) -> tuple[float, int]:
+    """(mean, count) over the batches where the statistic exists (NaN: e.g. a class without positives there)."""
+    present = [v for v in values if not math.isnan(v)]
+    return (statistics.fmean(present) if present else math.nan), len(present)
 
 
 def shared_grad_norms(net, criterion, images, targets) -> dict[str, float]:
@@ -150,14 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.batches > 0:
         rows, names = diagnose(args)
         keys = [k for k in next(iter(rows.values()))[0]]
-        print(f"per-batch means over {args.batches} batches (per-class rows: over the batches with such positives); "
-              "classes:",
-              ", ".join(f"{k}={n}" for k, n in enumerate(names)))
+        print(f"per-batch means over {args.batches} batches ([n]: over the n batches where the statistic exists); "
+              "classes:", ", ".join(f"{k}={n}" for k, n in enumerate(names)))
         print(f"{'statistic':<24}" + "".join(f"{s:>16}" for s in rows))
-        for key in keys:  # a class without positives in a batch has NaN statistics there: mean over the others
-            vals = [statistics.fmean([r[key] for r in rows[s] if math.isfinite(r[key])] or [math.nan]) for s in rows]
-            print(f"{key:<24}" + "".join(f"{v:>16.4g}" for v in vals))
+        for key in keys:
+            means = [mean_over_batches([r[key] for r in rows[s]]) for s in rows]
+            print(f"{key:<24}" + "".join(f"{v:>16.4g}" if n == len(rows[s]) else f"{f'{v:.4g} [{n}]':>16}"
+                                         for (v, n), s in zip(means, rows)))
+        ratios = {s: class_push_ratios(rows[s], len(names)) for s in rows}
+        for k, name in enumerate(names):
+            print(f"{'push down/up ' + name:<24}" + "".join(f"{ratios[s][k]:>16.4g}" for s in rows))
         result["gradients"] = rows
+        result["class_push_ratios"] = {s: dict(zip(names, r)) for s, r in ratios.items()}
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -1,5 +1,4 @@
 """benchmarks/diagnose_gradients.py: the logit-gradient statistics and the self-balance replay."""
-import dataclasses
 import json
 import math
 
@@ -51,15 +50,32 @@ def test_sb_replay_windows(tmp_path):
     assert out["logged (run)"] == [(1, 50.0), (3, 50.0)]
 
 
-def test_per_class_push_down_against_push_up():
+
+def test_per_class_gradient_sums_partition_the_batch():
     """Pairs (anchor, class): 1 is the only positive (class 1); 3 is the only class-1 negative, 0 and 2 are class 0's.
-    Class 1's ratio is pair 3's |g| over pair 1's, and the class-0 negatives take the rest of Theorem 2's balance."""
+    Focal's gradient is per pair (focal_grad), so each class's sums are known; aLRP's class sums add up to its
+    balanced totals (Theorem 2: negatives' |g| = positives' |g|)."""
     lt = _targets()
-    stats = diag.logit_gradients(build_criterion(LossConfig(name="alrp")), lt, num_classes=2)
-    logits = lt.logits.detach().clone().requires_grad_(True)
-    out = build_criterion(LossConfig(name="alrp"))(dataclasses.replace(lt, logits=logits))
-    (g,) = torch.autograd.grad(out["cls"], logits)
-    g = g.abs()
-    assert stats["sum_g_neg/sum_g_pos_class1"] == pytest.approx(float(g[3] / g[1]), rel=1e-5)  # pair 3: class 1
-    assert math.isnan(stats["sum_g_neg/sum_g_pos_class0"])  # no class-0 positive
-    assert float(g[[0, 2]].sum() + g[3]) == pytest.approx(float(g[1]), rel=1e-5)  # Theorem 2 on the whole batch
+    focal = diag.logit_gradients(build_criterion(LossConfig(name="focal", box_loss="giou")), lt, num_classes=2)
+    g = focal_grad(lt.logits, lt.targets.eq(1).float(), 0.25, 2.0).abs()
+    assert focal["sum_g_pos_class1"] == pytest.approx(float(g[1]), rel=1e-5) and focal["sum_g_pos_class0"] == 0
+    assert focal["sum_g_neg_class1"] == pytest.approx(float(g[3]), rel=1e-5)
+    assert focal["sum_g_neg_class0"] == pytest.approx(float(g[0] + g[2]), rel=1e-5)
+    alrp = diag.logit_gradients(build_criterion(LossConfig(name="alrp")), lt, num_classes=2)
+    assert alrp["sum_g_neg_class0"] + alrp["sum_g_neg_class1"] == pytest.approx(alrp["sum_g_pos_class1"], rel=1e-5)
+
+
+def test_class_push_ratios_pool_the_batches():
+    rows = [{"sum_g_pos_class0": 1.0, "sum_g_neg_class0": 3.0, "sum_g_pos_class1": 0.0, "sum_g_neg_class1": 2.0},
+            {"sum_g_pos_class0": 3.0, "sum_g_neg_class0": 1.0, "sum_g_pos_class1": 0.0, "sum_g_neg_class1": 0.0}]
+    ratios = diag.class_push_ratios(rows, 2)
+    assert ratios[0] == pytest.approx(1.0)  # (3 + 1) / (1 + 3), not the mean of 3 and 1/3
+    assert math.isnan(ratios[1])
+
+
+def test_mean_over_batches_skips_only_missing_values():
+    assert diag.mean_over_batches([1.0, math.nan, 3.0]) == (2.0, 2)
+    mean, n = diag.mean_over_batches([math.inf, 1.0])
+    assert mean == math.inf and n == 2
+    mean, n = diag.mean_over_batches([math.nan])
+    assert math.isnan(mean) and n == 0
