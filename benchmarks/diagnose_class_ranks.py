@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-images", type=int)
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
+    for run in args.run:
+        if not (run / "config.yaml").is_file() or not (run / "checkpoints" / "latest").is_file():
+            p.error(f"{run} is not a finished run folder (needs config.yaml and checkpoints/latest)")
     result = {}
     for run in args.run:
         result[str(run)] = summary = diagnose_run(run, args.set, args.max_images)

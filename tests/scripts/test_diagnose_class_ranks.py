@@ -111,3 +111,10 @@ def test_diagnose_run_end_to_end_maps_boxes_back_to_the_original_image(tmp_path,
             assert stats["covered"] == 1.0, name
             assert 0.0 <= stats["with_positive"] <= 1.0
     assert sum(s["detections_per_image"] for s in out.values()) == pytest.approx(len(ann["annotations"]) / 3)
+
+
+def test_a_folder_that_is_not_a_run_gets_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        diag.main(["--run", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "is not a finished run folder" in capsys.readouterr().err
