@@ -32,6 +32,7 @@ from torchvision.ops import box_iou
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.postprocess import image_geometry  # noqa: E402
 from models.targets import pair_targets  # noqa: E402
+from training.checkpoint import find_latest, load_checkpoint  # noqa: E402
 from training.config import load_config  # noqa: E402
 
 
@@ -47,6 +48,7 @@ def gt_rows(scores: Tensor, labels: Tensor, matched_gt: Tensor, gt_labels: Tenso
     """
     pair_t = pair_targets(labels[None], scores.shape[1])[0]  # (A, K) in {1, 0, -1}
     negatives = scores[pair_t.eq(0)]
+    negatives_of_class = [scores[pair_t[:, k].eq(0), k] for k in range(scores.shape[1])]
     rows = []
     for g, c in enumerate(gt_labels.tolist()):
         positive = labels.gt(0) & matched_gt.eq(g)
@@ -55,7 +57,7 @@ def gt_rows(scores: Tensor, labels: Tensor, matched_gt: Tensor, gt_labels: Tenso
         if row["has_positive"]:
             best = scores[positive, c].max()
             row["best_score"] = float(best)
-            row["neg_above_own"] = int((scores[pair_t[:, c].eq(0), c] > best).sum())
+            row["neg_above_own"] = int((negatives_of_class[c] > best).sum())
             row["neg_above_all"] = int((negatives > best).sum())
         rows.append(row)
     return rows
@@ -117,8 +119,7 @@ def diagnose_run(run: Path, overrides: list[str], max_images: int | None) -> dic
     dataset = data.build_dataset(cfg.data, cfg.data.split_folder(cfg.eval.split), train=False)
     loader = data.build_loader(dataset, cfg.data, train=False, batch_size=1)
     net = models.build_detector(cfg.model, dataset.num_classes)
-    checkpoint = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
-    net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+    net.load_state_dict(load_checkpoint(find_latest(run))["model"])
     net.eval()
     rows: list[dict] = []
     detections = torch.zeros(dataset.num_classes)
@@ -150,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
     for run in args.run:
-        if not (run / "config.yaml").is_file() or not (run / "checkpoints" / "latest").is_file():
-            p.error(f"{run} is not a finished run folder (needs config.yaml and checkpoints/latest)")
+        if not (run / "config.yaml").is_file() or find_latest(run) is None:
+            p.error(f"{run} is not a finished run folder (needs config.yaml and a checkpoint)")
     result = {}
     for run in args.run:
         result[str(run)] = summary = diagnose_run(run, args.set, args.max_images)
