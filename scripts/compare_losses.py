@@ -203,8 +203,10 @@ def budget(args: argparse.Namespace) -> dict[str, int] | None:
         if _execute(cmd) != 0:
             raise RuntimeError(f"calibration of {setup} failed")
         iterations, seconds = report.train_time(report.read_jsonl(run_dir / "metrics.jsonl"))
-        calib[setup] = {"s_per_iter": seconds / max(1, iterations),
-                        "iters": max(1, int(args.minutes * 60 * max(1, iterations) / max(seconds, 1e-9)))}
+        entry = {"s_per_iter": seconds / max(1, iterations),
+                 "iters": max(1, int(args.minutes * 60 * max(1, iterations) / max(seconds, 1e-9)))}
+        # Re-read before writing: a concurrent sitting (other --setups, same --out) may have added its setups.
+        calib = {**(json.loads(path.read_text()) if path.is_file() else {}), setup: entry}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(calib, indent=1) + "\n")
     if any(s not in calib for s in args.setups):

@@ -2,6 +2,7 @@
 torchvision reference row (train_torchvision.py)."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,6 +76,27 @@ def test_dry_run_prints_grid_then_waits_for_the_best_lr(tmp_path, capsys):
     assert compare.main(argv) == 0
     text = capsys.readouterr().out
     assert text.count("# calibration of") == 3 and "train.max_iters=10" in text and "train.eval_interval=0" in text
+
+
+def test_calibration_keeps_entries_a_concurrent_sitting_wrote(tmp_path, monkeypatch):
+    """Two sittings with different --setups and one --out: neither may overwrite the other's calibration."""
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    other = {"focal_giou": {"s_per_iter": 2.0, "iters": 150}}
+
+    def fake_execute(cmd):  # the calibration run: 10 iterations in 20 s; meanwhile the other sitting writes
+        run_dir = Path(cmd[cmd.index("--output-dir") + 1]) / cmd[cmd.index("--name") + 1]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").write_text(json.dumps({"type": "stop", "iteration": 10, "train_seconds": 20.0}))
+        (out / "calibration.json").write_text(json.dumps(other))
+        return 0
+
+    monkeypatch.setattr(compare, "_execute", fake_execute)
+    args = compare.parse_args(["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "0",
+                               "--lrs", "0.001", "--minutes", "5", "--out", str(out)])
+    assert compare.budget(args) == {"alrp_giou_sb": 150}  # 300 s at 2 s/iter
+    assert set(json.loads((out / "calibration.json").read_text())) == {"alrp_giou_sb", "focal_giou"}
 
 
 def test_torchvision_row_inputs_and_model(tmp_path):
