@@ -30,7 +30,7 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.postprocess import image_geometry  # noqa: E402
+from models.postprocess import image_geometry, to_original  # noqa: E402
 from models.targets import pair_targets  # noqa: E402
 from training.checkpoint import find_latest, load_checkpoint  # noqa: E402
 from training.config import load_config  # noqa: E402
@@ -76,12 +76,6 @@ def covered(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels: 
 
 def _median(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows) if rows else math.nan
-
-
-def to_original(boxes: Tensor, target: dict) -> Tensor:
-    """(G, 4) xyxy boxes of the network input -> original-image pixels, by the target's `scale` (s or (sy, sx))."""
-    (sy, sx), _, _ = image_geometry(target)
-    return boxes / boxes.new_tensor([sx, sy, sx, sy])
 
 
 def summarise(rows: list[dict], class_names: list[str], score_threshold: float,
@@ -134,8 +128,8 @@ def diagnose_run(run: Path, overrides: list[str], max_images: int | None) -> dic
         (assignment,) = net.assign(anchors, [(boxes, gt_labels, crowd)])
         image_rows = gt_rows(outputs["cls_logits"][0].sigmoid(), assignment.labels, assignment.matched_gt, gt_labels)
         (det,) = net.postprocess(outputs, anchors, targets)
-        for row, hit in zip(image_rows, covered(det["boxes"], det["labels"], to_original(boxes, targets[0]),
-                                                gt_labels)):
+        gt_boxes = to_original(boxes, image_geometry(targets[0])[0])
+        for row, hit in zip(image_rows, covered(det["boxes"], det["labels"], gt_boxes, gt_labels)):
             row["covered"] = hit
         rows.extend(image_rows)
         detections += torch.bincount(det["labels"], minlength=dataset.num_classes)[:dataset.num_classes]

@@ -40,6 +40,12 @@ def image_geometry(target: dict) -> tuple[tuple[float, float], tuple[int, int], 
     return (sy, sx), (int(round(ih)), int(round(iw))), (int(round(oh)), int(round(ow)))
 
 
+def to_original(boxes: Tensor, scale_yx: tuple[float, float]) -> Tensor:
+    """(D, 4) xyxy boxes of the network input -> original-image pixels, by `image_geometry`'s (sy, sx)."""
+    sy, sx = scale_yx
+    return boxes / boxes.new_tensor([sx, sy, sx, sy])
+
+
 class PostProcessor:
     """Turns raw outputs into per-image detections.
 
@@ -147,6 +153,6 @@ class PostProcessor:
                                                                targets), targets):
             (sy, sx), _, (oh, ow) = image_geometry(target)
             keep = batched_nms(b.float(), s.float(), lab, self.nms_iou)[:self.max_detections]
-            b = b[keep] / b.new_tensor([sx, sy, sx, sy])
+            b = to_original(b[keep], (sy, sx))
             results.append({"boxes": clip_boxes_to_image(b, (oh, ow)), "scores": s[keep], "labels": lab[keep]})
         return results

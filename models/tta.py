@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
-from .postprocess import image_geometry
+from .postprocess import image_geometry, to_original
 
 Candidates = tuple[Tensor, Tensor, Tensor]  # boxes (C, 4), scores (C,), labels (C,)
 
@@ -66,7 +66,7 @@ def view_candidates(net: nn.Module, images: Tensor, targets: Sequence[dict], *, 
                                                              geometry):
         if flip:
             boxes = unflip_boxes(boxes, iw)
-        result.append((boxes / boxes.new_tensor([sx, sy, sx, sy]), scores, labels))
+        result.append((to_original(boxes, (sy, sx)), scores, labels))
     return result
 
 

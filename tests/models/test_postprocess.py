@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from models.box_coder import BoxCoder
-from models.postprocess import PostProcessor, image_geometry
+from models.postprocess import PostProcessor, image_geometry, to_original
 
 NEG = -20.0  # logit of a "no" score
 
@@ -113,3 +113,11 @@ def test_deltas_are_decoded():
 def test_image_geometry_reads_scales_and_sizes():
     assert image_geometry({"orig_size": (480, 640), "scale": (512 / 480, 512 / 640)}) == (
         (512 / 480, 0.8), (512, 512), (480, 640))
+
+
+def test_to_original_undoes_a_float_or_per_axis_scale():
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
+    scale = image_geometry({"scale": 0.5, "orig_size": (200, 100)})[0]
+    assert to_original(boxes, scale).tolist() == [[20, 40, 60, 120]]
+    per_axis = to_original(boxes, image_geometry({"scale": (2.0, 0.5), "orig_size": (10, 100)})[0])  # (sy, sx)
+    assert per_axis.tolist() == [[20, 10, 60, 30]]

@@ -57,13 +57,6 @@ def test_summarise_per_class():
     assert out["b"]["covered"] == 1.0 and out["b"]["gt"] == 1
 
 
-def test_to_original_undoes_a_float_or_per_axis_scale():
-    boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
-    assert diag.to_original(boxes, {"scale": 0.5, "orig_size": (200, 100)}).tolist() == [[20, 40, 60, 120]]
-    per_axis = diag.to_original(boxes, {"scale": (2.0, 0.5), "orig_size": (10, 100)})  # (sy, sx)
-    assert per_axis.tolist() == [[20, 10, 60, 30]]
-
-
 def test_diagnose_run_end_to_end_maps_boxes_back_to_the_original_image(tmp_path, monkeypatch):
     """A synthetic val split evaluated at half size (scale 0.5), an untrained detector saved as a run folder, and a
     post-processing stand-in that returns each image's ground truth in original pixels: every box must be counted
