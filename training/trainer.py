@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from alrp.metrics.report import class_ap_scalars
 from data.categories import category_table, check_same_categories
 from training import checkpoint as ck
 from training import distributed as dist_utils
@@ -100,6 +101,8 @@ class Trainer:
         parts = parts_builder(cfg, self.device, self.info)
         self.net, self.criterion = parts.model, parts.criterion
         self.train_loader, self.val_loader, self.val_dataset = parts.train_loader, parts.val_loader, parts.val_dataset
+        val_table = category_table(self.val_dataset) or []
+        self.val_class_names = {c["id"]: c["name"] for c in val_table}
         train_set = getattr(self.train_loader, "dataset", None)
         self.categories = category_table(train_set)  # stored in checkpoints, compared on resume
         self.train_ann_file = str(getattr(train_set, "ann_file", "the training split"))
@@ -256,8 +259,9 @@ class Trainer:
         metrics = self.metrics_fn(self.val_dataset, results) if self.rank0 else None
         metrics = dist_utils.broadcast_object(metrics)
         scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        self.tb.scalars(scalars, self.iteration, prefix="eval/")
         log.info("eval after epoch %d: %s", self.epoch, "  ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+        scalars.update(class_ap_scalars(metrics, self.val_class_names))  # learning curves per class
+        self.tb.scalars(scalars, self.iteration, prefix="eval/")
         self.last_metrics, self._evaluated_at = metrics, self.iteration
         return scalars
 

@@ -40,6 +40,17 @@ def format_metrics(metrics: Mapping[str, Any], cat_names: Mapping[int, str] | No
     return "\n".join(lines)
 
 
+def class_ap_scalars(metrics: Mapping[str, Any], cat_names: Mapping[int, str] | None = None) -> dict[str, float]:
+    """``{"AP/<class name>": AP}`` of every class with ground truth in ``metrics["per_class"]`` (names by category
+    id, the id itself when unnamed); empty when the metrics have no per-class rows."""
+    scalars = {}
+    for cat_id, row in (metrics.get("per_class") or {}).items():
+        if row is None or row.get("AP") is None or not math.isfinite(float(row["AP"])):
+            continue
+        scalars[f"AP/{(cat_names or {}).get(int(cat_id), str(cat_id))}"] = float(row["AP"])
+    return scalars
+
+
 def metrics_to_json(value: Any) -> Any:
     """Recursively convert NaN/inf to None, numpy scalars to Python, and dict keys to strings (for json.dump)."""
     if isinstance(value, Mapping):

@@ -481,3 +481,19 @@ def test_checkpoint_stores_the_category_table_and_resume_compares_it(tmp_path):
                                         r"\[3 'cat', 7 'dog'\] but /data/dog_cat.json has \[3 'dog', 7 'cat'\]"):
         Trainer(_cfg(tmp_path, eval_interval=0), resume=True, parts_builder=builder(["dog", "cat"]),
                 metrics_fn=_metrics, show_progress=False)
+
+
+def test_evaluations_log_each_class_ap_by_name(tmp_path):
+    def build(cfg, device, info):
+        parts = _parts_builder()(cfg, device, info)
+        parts.val_dataset.cat_ids, parts.val_dataset.class_names = [3, 5], ["Platelets", "RBC"]
+        return parts
+
+    def metrics(dataset, results):
+        return {"AP": 0.5, "per_class": {3: {"AP": 0.125}, 5: {"AP": 0.75}}}
+
+    Trainer(_cfg(tmp_path, epochs=2), parts_builder=build, metrics_fn=metrics, show_progress=False).fit()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r for r in lines if "AP" in r]
+    assert len(evaluated) == 2
+    assert all(r["AP/Platelets"] == 0.125 and r["AP/RBC"] == 0.75 for r in evaluated)
