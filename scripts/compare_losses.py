@@ -9,7 +9,8 @@ in their loss; `torchvision_retinanet` is the external reference row (scripts/tr
 2. tuning: every lr of `--lrs` on the first seed (the same grid for every setup); the best by final val AP;
 3. seeds: each setup's best lr on the remaining seeds;
 4. `<out>/results.json`, `<out>/results.md` (mean ± std over seeds of AP, AP50, AP75, AP90, oLRP and its
-   components, s/iter, iterations and training minutes; the lr grid; per-class AP), `<out>/curves.png`.
+   components, s/iter, iterations and training minutes; the lr grid; per-class AP), `<out>/curves.png` (val AP
+   and oLRP against iterations) and `<out>/class_curves.png` (each class's val AP against iterations).
 Every run is `<out>/runs/<setup>/lr<lr>_seed<seed>`, trained by train.py and scored by eval.py (final weights, val
 split). A finished run (`compare_result.json`) is skipped, one with a checkpoint resumed: the table can be built in
 several sittings. `--dry-run` prints the commands.
@@ -143,7 +144,8 @@ def summarise(run: Run, run_dir: Path) -> dict:
     return {"setup": run.setup, "lr": run.lr, "seed": run.seed, "tuning": run.tuning, "iterations": iterations,
             "train_seconds": seconds, "s_per_iter": seconds / iterations if iterations else None,
             "wall_seconds": wall, "metrics": {k: metrics.get(k) for k in report.TABLE_KEYS},
-            "per_class_AP": per_class, "curve": report.curve(records)}
+            "per_class_AP": per_class, "curve": report.curve(records),
+            "class_curves": report.class_curves(records)}
 
 
 def _class_names(run_dir: Path) -> dict[str, str]:
@@ -162,7 +164,10 @@ def execute(args: argparse.Namespace, run: Run) -> dict | None:
     """Runs (or resumes, or skips) one run; returns its summary, None when it failed or in a dry run."""
     run_dir = args.out / "runs" / run.setup / run.name
     if (run_dir / RESULT_FILE).is_file():
-        return json.loads((run_dir / RESULT_FILE).read_text())
+        summary = json.loads((run_dir / RESULT_FILE).read_text())
+        if "class_curves" not in summary and (run_dir / "metrics.jsonl").is_file():  # summarised before they existed
+            summary["class_curves"] = report.class_curves(report.read_jsonl(run_dir / "metrics.jsonl"))
+        return summary
     cmds = commands(args, run, run_dir)
     if args.dry_run:
         print(f"# {run.setup} lr {run.lr:g} seed {run.seed} ({'tuning' if run.tuning else 'seed run'}, "
@@ -267,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps({"settings": settings, "setups": table}, indent=1) + "\n")
     (args.out / "results.md").write_text(report.markdown(table, settings))
     report.plot_curves(table, args.out / "curves.png")
-    print(f"[compare] {args.out / 'results.md'}, {args.out / 'results.json'}, {args.out / 'curves.png'}")
+    figures = [args.out / "curves.png"]
+    if report.plot_class_curves(table, args.out / "class_curves.png"):
+        figures.append(args.out / "class_curves.png")
+    print(f"[compare] {args.out / 'results.md'}, {args.out / 'results.json'}, " + ", ".join(map(str, figures)))
     return 1 if failed else 0
 
 

@@ -1,8 +1,10 @@
-"""Aggregation, tables and learning curves of scripts/compare_losses.py (results.json, results.md, curves.png).
+"""Aggregation, tables and learning curves of scripts/compare_losses.py (results.json, results.md, curves.png,
+class_curves.png).
 
 A run summary (what compare_losses.py stores as `compare_result.json` in a run folder) is
 ``{"setup", "lr", "seed", "iterations", "train_seconds", "s_per_iter", "wall_seconds", "metrics": {AP, ...},
-"per_class_AP": {class name: AP}, "curve": [[iteration, AP, oLRP], ...]}``.
+"per_class_AP": {class name: AP}, "curve": [[iteration, AP, oLRP], ...],
+"class_curves": {class name: [[iteration, AP], ...]}}`` (class curves: empty for runs logged before they existed).
 """
 from __future__ import annotations
 
@@ -42,6 +44,17 @@ def curve(records: Iterable[dict]) -> list[list[float]]:
     points = {int(r["iteration"]): [int(r["iteration"]), r["AP"], r.get("oLRP")]
               for r in records if r.get("type") in ("epoch", "eval") and r.get("AP") is not None}
     return [points[k] for k in sorted(points)]
+
+
+def class_curves(records: Iterable[dict]) -> dict[str, list[list[float]]]:
+    """{class name: [[iteration, AP], ...]} from the evaluations' ``AP/<class name>`` entries (later lines win)."""
+    points: dict[str, dict[int, float]] = {}
+    for r in records:
+        if r.get("type") in ("epoch", "eval"):
+            for key, value in r.items():
+                if key.startswith("AP/") and value is not None:
+                    points.setdefault(key[3:], {})[int(r["iteration"])] = value
+    return {name: [[it, by_iter[it]] for it in sorted(by_iter)] for name, by_iter in sorted(points.items())}
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -142,3 +155,35 @@ def plot_curves(table: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_class_curves(table: dict[str, Any], path: Path) -> bool:
+    """class_curves.png: val AP of each class against iterations, a panel per class, one line per setup (mean over
+    its seeds). Returns False (and writes nothing) when no run logged per-class AP."""
+    curves: dict[str, dict[str, dict[int, list[float]]]] = {}  # class -> setup -> iteration -> APs over seeds
+    for setup, row in table.items():
+        for run in row["runs"]:
+            for name, points in (run.get("class_curves") or {}).items():
+                for it, ap in points:
+                    curves.setdefault(name, {}).setdefault(setup, {}).setdefault(int(it), []).append(ap)
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 4), squeeze=False)
+    for ax, (name, by_setup) in zip(axes[0], sorted(curves.items())):
+        for setup, by_iter in by_setup.items():
+            its = sorted(by_iter)
+            ax.plot(its, [mean_std(by_iter[i])[0] for i in its], marker="o", ms=3,
+                    label=f"{setup} (lr {table[setup]['best_lr']})")
+        ax.set_xlabel("iteration")
+        ax.set_title(f"val AP: {name}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

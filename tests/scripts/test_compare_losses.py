@@ -31,6 +31,34 @@ def test_train_time_and_curve_from_metrics_lines():
     assert report.curve(records) == [[8, 0.1, 0.9], [10, 0.2, 0.8]]
 
 
+def test_class_curves_from_metrics_lines():
+    records = [{"type": "iter", "iteration": 5, "AP/x": 0.9},  # not an evaluation
+               {"type": "epoch", "iteration": 8, "AP": 0.1, "AP/RBC": 0.2, "AP/Platelets": 0.0},
+               {"type": "eval", "iteration": 10, "AP": 0.2, "AP/RBC": 0.3, "AP/Platelets": 0.05},
+               {"type": "eval", "iteration": 10, "AP": 0.2, "AP/RBC": 0.4}]  # a later line wins
+    assert report.class_curves(records) == {"Platelets": [[8, 0.0], [10, 0.05]], "RBC": [[8, 0.2], [10, 0.4]]}
+    assert report.class_curves([{"type": "eval", "iteration": 10, "AP": 0.2}]) == {}
+
+
+def test_class_curves_plot_only_when_logged_and_filled_in_for_older_finished_runs(tmp_path):
+    compare = load_script("scripts/compare_losses.py")
+    setup, grid = "focal_sl1", {"focal_sl1": 0.001}
+    old = _summary(setup, 0.001, 0, 0.3)  # summarised before class curves existed
+    assert report.plot_class_curves(report.aggregate([old], [setup], grid), tmp_path / "a.png") is False
+    assert not (tmp_path / "a.png").exists()
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    args = compare.parse_args(["--data", str(tmp_path / "d"), "--setups", setup, "--seeds", "0", "--lrs", "0.001",
+                               "--iters", "10", "--out", str(tmp_path / "out")])
+    run_dir = tmp_path / "out" / "runs" / setup / "lr0.001_seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "compare_result.json").write_text(json.dumps(old))
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"type": "eval", "iteration": 10, "AP": 0.3, "AP/a": 0.15}))
+    summary = compare.execute(args, compare.Run(setup, 0.001, 0, 10, tuning=True))
+    assert summary["class_curves"] == {"a": [[10, 0.15]]} and summary["metrics"]["AP"] == 0.3
+    assert report.plot_class_curves(report.aggregate([summary], [setup], grid), tmp_path / "b.png") is True
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_mean_std_is_the_sample_std_and_skips_undefined():
     mean, std = report.mean_std([0.297, 0.385, None, math.nan])
     assert mean == pytest.approx(0.341) and std == pytest.approx(0.0622254, abs=1e-6)  # |a - b| / sqrt(2)
@@ -132,9 +160,11 @@ def test_smoke_two_setups_two_seeds_table_and_curves(tmp_path, capsys):
         for run in row["runs"]:
             assert run["iterations"] == 2 and run["train_seconds"] > 0 and run["wall_seconds"] > 0
             assert 0.0 <= run["metrics"]["AP"] <= 1.0 and run["curve"][-1][0] == 2
+            assert run["class_curves"] and all(points[-1][0] == 2 for points in run["class_curves"].values())
     md = (out / "results.md").read_text()
     assert "| alrp_giou_sb | 0.001 | 2 | 2 |" in md and "| torchvision_retinanet | 0.001 | 2 | 2 |" in md
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "class_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [json.loads(x) for x in (out / "runs/alrp_giou_sb/lr0.001_seed0/metrics.jsonl").read_text().splitlines()]
     assert [x["train_seconds"] > 0 for x in lines if x["type"] == "stop"] == [True]  # max_iters inside the epoch
     capsys.readouterr()
