@@ -221,3 +221,30 @@ def test_cuda_matches_cpu():
     z = logits.clone().requires_grad_()
     ap_loss(z, targets).backward()
     np.testing.assert_allclose(y.grad.cpu().numpy(), z.grad.numpy(), rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["alrp", "ap"])
+def test_tied_scores_push_each_class_down_by_its_negative_share_and_up_by_its_positive_share(loss):
+    """One ranking over all classes (docs/experiments.md, "The rare class under one joint ranking"): with every
+    logit tied (as at initialisation), each negative gets the same update and each positive the same, so class c's
+    negatives get N_c / N of the total push and its positives P_c / P; a rare class is pushed down on net."""
+    anchors, positives = 1000, (2, 40, 6)  # per class: Platelets-, RBC- and WBC-like counts
+    targets = torch.zeros(anchors, 3, dtype=torch.int64)
+    for c, count in enumerate(positives):
+        targets[torch.randperm(anchors, generator=torch.Generator().manual_seed(c))[:count], c] = 1
+    targets = targets.flatten()
+    logits = torch.zeros(targets.numel())
+    if loss == "alrp":
+        grad = alrp_loss(logits, targets, torch.full((sum(positives),), 0.5)).grad
+    else:
+        from alrp.losses.ap import ap_loss_result
+
+        grad = ap_loss_result(logits, targets).grad
+    grad, cls = grad.view(anchors, 3), torch.arange(3).expand(anchors, 3)
+    pos = targets.view(anchors, 3) == 1
+    num_pos, num_neg = sum(positives), targets.numel() - sum(positives)
+    for c, count in enumerate(positives):
+        push_down = grad[~pos & (cls == c)].abs().sum() / grad[~pos].abs().sum()
+        push_up = grad[pos & (cls == c)].abs().sum() / grad[pos].abs().sum()
+        assert push_down.item() == pytest.approx((anchors - count) / num_neg, rel=1e-4)
+        assert push_up.item() == pytest.approx(count / num_pos, rel=1e-4)  # Platelets: down/up = 0.338 / 0.042
