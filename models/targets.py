@@ -54,4 +54,5 @@ def build_loss_targets(cls_logits: Tensor, box_deltas: Tensor, anchors: Tensor,
         pos_pred_deltas=pos_pred_deltas,
         pos_gt_deltas=coder.encode(pos_gt_boxes, pos_anchors),
         num_images=n,
+        num_classes=k,
     )

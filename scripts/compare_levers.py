@@ -54,6 +54,7 @@ LEVERS: dict[str, Lever] = {
     "warmup_0": Lever(("train.warmup_iters=0",)),
     "warmup_200": Lever(("train.warmup_iters=200",)),
     "rank_group_1": Lever(("loss.rank_group=1",), applies=RANKING),  # each image ranked alone
+    "rank_per_class": Lever(("loss.rank_per_class=true",), applies=RANKING),  # a diagnostic, not the paper's loss
     "prior_0.1": Lever(("model.head.prior_prob=0.1",), applies=OURS),
     # SGD with the releases' momentum and weight decay; RetinaNet's lr 0.01 at batch 16, linearly scaled to batch 4
     "sgd": Lever(("train.optimizer=sgd", "train.momentum=0.9", "train.weight_decay=0.0001"), lr=0.0025),

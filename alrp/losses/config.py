@@ -33,6 +33,9 @@ class LossConfig:
         rank_group: images whose pairs are ranked together (both releases: one GPU's images, 8 at 500, 4 at 800);
             each process's batch is split into groups of consecutive images and the loss is the mean over groups.
             None: one group per process (then results depend on the number of processes).
+        rank_per_class: a diagnostic, not the paper's loss (which, like both releases, ranks the pairs of all classes
+            in one list): rank each class's pairs apart and weight class c's losses by P_c / P, so that a class's
+            negatives are pushed down only by its own positives (ranking losses only).
     """
 
     name: str = "alrp"
@@ -48,6 +51,7 @@ class LossConfig:
     focal_gamma: float = 2.0
     wrong_target: bool = False
     rank_group: int | None = None
+    rank_per_class: bool = False
 
     def __post_init__(self) -> None:
         check_choice("loss.name", self.name, LOSS_NAMES)
@@ -62,13 +66,15 @@ class LossConfig:
         for key in ("loc_weight", "focal_gamma", "focal_alpha"):
             _require(key, getattr(self, key), positive=False)
         check_range("loss.focal_alpha", self.focal_alpha, 0.0, 1.0)
-        for key in ("self_balance", "wrong_target"):
+        for key in ("self_balance", "wrong_target", "rank_per_class"):
             check(isinstance(getattr(self, key), bool), f"loss.{key}", f"{getattr(self, key)!r} must be true or false")
         group = self.rank_group
         check(group is None or (isinstance(group, int) and not isinstance(group, bool) and group >= 1),
               "loss.rank_group", f"{group!r} must be a positive number of images or null")
         check(not self.wrong_target or self.name == "alrp", "loss.wrong_target",
               f"applies to loss.name='alrp' only, got name={self.name!r}")
+        check(not self.rank_per_class or self.name in ("alrp", "ap"), "loss.rank_per_class",
+              f"applies to the ranking losses ('alrp', 'ap') only, got name={self.name!r}")
 
 
 def _require(key: str, value: object, positive: bool) -> None:

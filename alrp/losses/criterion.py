@@ -6,6 +6,7 @@ The input is a `LossTargets` (alrp/losses/targets.py: ``logits (M,)``, ``targets
 "num_pos"}``; backpropagate ``total = cls + loc_weight * loc``. The rest are detached. The losses run in float32
 even under autocast. With ``rank_group`` the batch's images are split into groups (``alrp.losses.groups``, by
 ``num_images``), each group is ranked alone, and ``cls``, ``loc`` and the gradient statistics are group means.
+With ``rank_per_class`` (a diagnostic) each group's classes are ranked apart and weighted by their share of positives.
 
 A criterion owns its state, the self-balance weight: the training loop calls `accumulate(losses)` after each step
 and `end_epoch()` at each epoch end, and checkpoints hold `state_dict()`.
@@ -25,7 +26,7 @@ from alrp.losses.ap import ap_loss_result
 from alrp.losses.balance import SelfBalance
 from alrp.losses.box import box_loss, loc_error
 from alrp.losses.config import LossConfig
-from alrp.losses.groups import split_images
+from alrp.losses.groups import split_classes, split_images
 from alrp.losses.targets import LossTargets
 
 
@@ -39,13 +40,15 @@ class Criterion:
         smooth_l1_beta: smooth-L1 transition point.
         box_loss_reduction: 'per_box' (sum / P) or 'per_coordinate' (sum / 4P, the released AP Loss baseline).
         rank_group: images ranked together (None: all images of the batch).
+        rank_per_class: rank each class's pairs apart, weighted by P_c / P (a diagnostic, not the paper's loss).
     """
 
     def __init__(self, *, box_loss: str, self_balance: SelfBalance | None = None, loc_weight: float = 1.0,
                  smooth_l1_beta: float = 0.11, box_loss_reduction: str = "per_box",
-                 rank_group: int | None = None) -> None:
+                 rank_group: int | None = None, rank_per_class: bool = False) -> None:
         self.box_loss = box_loss
         self.rank_group = rank_group
+        self.rank_per_class = rank_per_class
         self.self_balance = self_balance
         self.loc_weight = float(loc_weight)
         self.smooth_l1_beta = float(smooth_l1_beta)
@@ -93,7 +96,7 @@ class Criterion:
         groups = [lt] if self.rank_group is None else split_images(lt, self.rank_group)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             if bool(torch.isfinite(logits.detach().sum(dtype=torch.float32))):  # one pass; NaN/inf propagate
-                per_group = [self.losses(group) for group in groups]
+                per_group = [self._group_losses(group) for group in groups]
                 cls, loc, pos_sum, neg_sum = (torch.stack(values).mean() for values in zip(*per_group))
             else:  # a diverged run: NaN parts for the training step's finite check (the ranking losses would raise)
                 cls = loc = pos_sum = neg_sum = torch.tensor(math.nan, device=logits.device)
@@ -104,6 +107,13 @@ class Criterion:
                 "loc_weight": torch.tensor(w, dtype=torch.float32, device=device),
                 "grad_pos_sum": pos_sum.detach().to(device), "grad_neg_sum": neg_sum.detach().to(device),
                 "num_pos": torch.tensor(num_pos, dtype=torch.int64, device=device)}
+
+    def _group_losses(self, lt: LossTargets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """`losses` of one ranking group; with ``rank_per_class`` the P_c / P-weighted sum over its classes."""
+        if not self.rank_per_class:
+            return self.losses(lt)
+        parts = [(self.losses(part), weight) for part, weight in split_classes(lt)]
+        return tuple(sum(weight * values[i] for values, weight in parts) for i in range(4))
 
     def losses(self, lt: LossTargets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(cls, loc, grad_pos_sum, grad_neg_sum) in float32 / float64; implemented by subclasses."""
@@ -187,7 +197,7 @@ def build_criterion(loss_cfg: LossConfig) -> Criterion:
     sb = SelfBalance(loss_cfg.sb_init, loss_cfg.sb_period_iters) if loss_cfg.self_balance else None
     common = {"box_loss": loss_cfg.box_loss, "self_balance": sb, "loc_weight": loss_cfg.loc_weight,
               "smooth_l1_beta": loss_cfg.smooth_l1_beta, "box_loss_reduction": loss_cfg.box_loss_reduction,
-              "rank_group": loss_cfg.rank_group}
+              "rank_group": loss_cfg.rank_group, "rank_per_class": loss_cfg.rank_per_class}
     if loss_cfg.name == "alrp":
         return ALRPCriterion(delta=loss_cfg.delta, wrong_target=loss_cfg.wrong_target, **common)
     if loss_cfg.name == "ap":

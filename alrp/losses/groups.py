@@ -1,4 +1,5 @@
-"""Ranking groups: the images whose (anchor, class) pairs are ranked together (`loss.rank_group`).
+"""Ranking groups: the images whose (anchor, class) pairs are ranked together (`loss.rank_group`), and the
+per-class split of the `loss.rank_per_class` diagnostic.
 
 Both releases compute the loss per GPU, on that GPU's images only (8 at 500, 4 at 800), and average over GPUs.
 Splitting a process's batch into groups of consecutive images and averaging the per-group losses reproduces that
@@ -56,3 +57,32 @@ def split_images(lt: Any, group_size: int | None) -> list[Any]:
             pos_gt_boxes=lt.pos_gt_boxes[pos], pos_pred_deltas=lt.pos_pred_deltas[pos],
             pos_gt_deltas=lt.pos_gt_deltas[pos], num_images=b - a))
     return groups
+
+
+def split_classes(lt: Any) -> list[tuple[Any, float]]:
+    """Splits LossTargets into one per class that has positives, each with its weight P_c / P.
+
+    Relies on the LossTargets order: pairs row-major (..., class) with `lt.num_classes` classes, positives' rows in
+    the order of their positive pair. A batch without positives is returned whole (weight 1): its losses are 0.
+    """
+    k = getattr(lt, "num_classes", None)
+    if k is None:
+        raise ValueError(f"rank per class: {type(lt).__name__} has no num_classes (needed by loss.rank_per_class)")
+    m = lt.logits.numel()
+    if m % k:
+        raise ValueError(f"rank per class: {m} (anchor, class) pairs do not split evenly over {k} classes")
+    pos_class = lt.targets.eq(1).nonzero().flatten() % k  # (P,) class of each positive row
+    num_pos = pos_class.numel()
+    if num_pos != lt.pos_gt_boxes.shape[0]:
+        raise ValueError(f"rank per class: {num_pos} positive pairs but {lt.pos_gt_boxes.shape[0]} positive boxes")
+    if num_pos == 0:
+        return [(lt, 1.0)]
+    logits, targets = lt.logits.reshape(-1, k), lt.targets.reshape(-1, k)
+    parts = []
+    for c in pos_class.unique().tolist():
+        rows = pos_class == c
+        parts.append((dataclasses.replace(
+            lt, logits=logits[:, c], targets=targets[:, c], pos_pred_boxes=lt.pos_pred_boxes[rows],
+            pos_gt_boxes=lt.pos_gt_boxes[rows], pos_pred_deltas=lt.pos_pred_deltas[rows],
+            pos_gt_deltas=lt.pos_gt_deltas[rows], num_classes=1), int(rows.sum()) / num_pos))
+    return parts

@@ -22,6 +22,7 @@ class LossTargets:
         pos_gt_deltas: (P, 4) encoded ground truth (BoxCoder weights 0.1, 0.1, 0.2, 0.2).
         num_images: N, the images of the batch (each contributes M / N pairs), for `loss.rank_group`; None when
             unknown (a criterion with `rank_group` then refuses it).
+        num_classes: K, the classes of each anchor (pairs per anchor), for `loss.rank_per_class`; None when unknown.
     """
 
     logits: Tensor
@@ -31,6 +32,7 @@ class LossTargets:
     pos_pred_deltas: Tensor
     pos_gt_deltas: Tensor
     num_images: int | None = None
+    num_classes: int | None = None
 
     @property
     def num_pos(self) -> int:

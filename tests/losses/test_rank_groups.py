@@ -1,12 +1,13 @@
 """`loss.rank_group`: splitting LossTargets by images, the group-mean criterion, and 1 process x 16 images in
-groups of 8 == 2 gloo processes x 8 images (losses, gradients, weights, SB weight)."""
+groups of 8 == 2 gloo processes x 8 images (losses, gradients, weights, SB weight); the `loss.rank_per_class`
+diagnostic: splitting by classes and the P_c / P-weighted criterion."""
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from alrp.losses.config import LossConfig
 from alrp.losses.criterion import build_criterion
-from alrp.losses.groups import group_bounds, split_images
+from alrp.losses.groups import group_bounds, split_classes, split_images
 from alrp.losses.targets import LossTargets
 from models import ModelConfig, build_detector
 from training.loop import TrainStep
@@ -87,6 +88,64 @@ def test_config_and_missing_num_images():
     with pytest.raises(ValueError, match="LossTargets has no num_images"):
         split_images(unknown, 2)
     assert split_images(unknown, None) == [unknown]
+
+
+def test_split_classes_keeps_each_class_with_positives_and_its_share(batch):
+    model, outputs, anchors, targets, lt = batch
+    parts = split_classes(lt)
+    pos_class = lt.targets.eq(1).nonzero().flatten() % 3
+    assert sorted(pos_class.unique().tolist()) == [0, 1]  # class 2 has no box in this batch: no part
+    assert [w for _, w in parts] == [(pos_class == c).sum().item() / lt.num_pos for c in (0, 1)]
+    for (part, _), c in zip(parts, (0, 1)):
+        assert torch.equal(part.logits, lt.logits.reshape(-1, 3)[:, c])
+        assert torch.equal(part.targets, lt.targets.reshape(-1, 3)[:, c]) and part.num_classes == 1
+        assert part.num_pos == int(part.targets.eq(1).sum()) == (pos_class == c).sum()
+        assert torch.equal(part.pos_gt_boxes, lt.pos_gt_boxes[pos_class == c])
+
+
+@pytest.mark.parametrize("name,box", [("alrp", "giou"), ("ap", "smooth_l1")])
+def test_per_class_criterion_is_the_share_weighted_sum_of_the_classes(batch, name, box):
+    model, outputs, anchors, targets, lt = batch
+    out = build_criterion(LossConfig(name=name, box_loss=box, rank_per_class=True))(lt)
+    plain = build_criterion(LossConfig(name=name, box_loss=box))
+    parts = [(plain(part), weight) for part, weight in split_classes(lt)]
+    for key in ("cls", "loc", "grad_pos_sum", "grad_neg_sum"):
+        expected = sum(weight * values[key].double() for values, weight in parts)
+        torch.testing.assert_close(out[key].double(), expected, rtol=1e-6, atol=1e-9)
+    assert not torch.allclose(plain(lt)["cls"], out["cls"])  # one joint ranking differs
+
+
+def test_per_class_ranking_pushes_each_class_by_its_own_positives_only():
+    """The counterpart of tests/losses/test_alrp.py's joint ranking at tied scores: down / up = 1 for every class."""
+    anchors, positives = 500, (2, 40, 6)
+    targets = torch.zeros(anchors, 3, dtype=torch.int64)
+    for c, count in enumerate(positives):
+        targets[torch.randperm(anchors, generator=torch.Generator().manual_seed(c))[:count], c] = 1
+    num_pos = sum(positives)
+    boxes = torch.tensor([[0.0, 0, 10, 10]]).repeat(num_pos, 1)
+    logits = torch.zeros(anchors * 3, requires_grad=True)
+    lt = LossTargets(logits=logits, targets=targets.flatten(), pos_pred_boxes=boxes + 1, pos_gt_boxes=boxes,
+                     pos_pred_deltas=torch.zeros(num_pos, 4), pos_gt_deltas=torch.zeros(num_pos, 4),
+                     num_images=1, num_classes=3)
+    out = build_criterion(LossConfig(rank_per_class=True))(lt)
+    (grad,) = torch.autograd.grad(out["cls"], logits)
+    grad, pos = grad.view(anchors, 3), targets == 1
+    for c in range(3):
+        down, up = grad[~pos[:, c], c].abs().sum(), grad[pos[:, c], c].abs().sum()
+        assert down.item() == pytest.approx(up.item(), rel=1e-4) and up > 0
+
+
+def test_rank_per_class_config_and_missing_num_classes():
+    assert LossConfig(name="ap", box_loss="smooth_l1", rank_per_class=True).rank_per_class
+    with pytest.raises(ValueError, match="loss.rank_per_class"):
+        LossConfig(name="focal", box_loss="smooth_l1", rank_per_class=True)
+    with pytest.raises(ValueError, match="loss.rank_per_class"):
+        LossConfig(rank_per_class=1)
+    unknown = LossTargets(logits=torch.zeros(6), targets=torch.tensor([1, 0, 0, 0, 0, 0]),
+                          pos_pred_boxes=torch.zeros(1, 4), pos_gt_boxes=torch.zeros(1, 4),
+                          pos_pred_deltas=torch.zeros(1, 4), pos_gt_deltas=torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="LossTargets has no num_classes"):
+        split_classes(unknown)
 
 
 # ------------------------------------------------------------------------ 1 process x 16 == 2 processes x 8

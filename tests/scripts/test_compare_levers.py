@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from training.config import load_config
 
@@ -90,7 +91,7 @@ def test_every_lever_override_is_a_valid_setting_of_the_configs_it_applies_to(na
                 node = cfg
                 for part in key.split("."):
                     node = getattr(node, part)
-                assert str(node) == value, (path, override)
+                assert node == yaml.safe_load(value), (path, override)  # as the override parser reads it
 
 
 def test_the_prior_lever_skips_the_torchvision_row_which_ignores_it():
