@@ -17,6 +17,11 @@ def category_table(dataset: Any) -> CategoryTable | None:
     return [{"id": int(cid), "name": str(name)} for cid, name in zip(cat_ids, names)]
 
 
+def class_names(dataset: Any) -> dict[int, str]:
+    """{category id: name} of a dataset with a category table; {} for others."""
+    return {c["id"]: c["name"] for c in category_table(dataset) or []}
+
+
 def _describe(table: CategoryTable) -> str:
     return "[" + ", ".join(f"{c['id']} {c['name']!r}" for c in sorted(table, key=lambda c: c["id"])) + "]"
 

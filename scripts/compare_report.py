@@ -47,14 +47,12 @@ def curve(records: Iterable[dict]) -> list[list[float]]:
 
 
 def class_curves(records: Iterable[dict]) -> dict[str, list[list[float]]]:
-    """{class name: [[iteration, AP], ...]} from the evaluations' ``AP/<class name>`` entries (later lines win)."""
-    points: dict[str, dict[int, float]] = {}
-    for r in records:
-        if r.get("type") in ("epoch", "eval"):
-            for key, value in r.items():
-                if key.startswith("AP/") and value is not None:
-                    points.setdefault(key[3:], {})[int(r["iteration"])] = value
-    return {name: [[it, by_iter[it]] for it in sorted(by_iter)] for name, by_iter in sorted(points.items())}
+    """{class name: [[iteration, AP], ...]} from the evaluations' ``AP/<class name>`` entries (a later evaluation at
+    the same iteration replaces the earlier one whole, as in `curve`)."""
+    by_iter = {int(r["iteration"]): {k[3:]: v for k, v in r.items() if k.startswith("AP/") and v is not None}
+               for r in records if r.get("type") in ("epoch", "eval") and r.get("AP") is not None}
+    names = sorted({name for aps in by_iter.values() for name in aps})
+    return {name: [[it, by_iter[it][name]] for it in sorted(by_iter) if name in by_iter[it]] for name in names}
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -159,7 +157,7 @@ def plot_curves(table: dict[str, Any], path: Path) -> None:
 
 def plot_class_curves(table: dict[str, Any], path: Path) -> bool:
     """class_curves.png: val AP of each class against iterations, a panel per class, one line per setup (mean over
-    its seeds). Returns False (and writes nothing) when no run logged per-class AP."""
+    the seeds that logged it). Returns False (and removes an earlier figure) when no run logged per-class AP."""
     curves: dict[str, dict[str, dict[int, list[float]]]] = {}  # class -> setup -> iteration -> APs over seeds
     for setup, row in table.items():
         for run in row["runs"]:
@@ -167,6 +165,7 @@ def plot_class_curves(table: dict[str, Any], path: Path) -> bool:
                 for it, ap in points:
                     curves.setdefault(name, {}).setdefault(setup, {}).setdefault(int(it), []).append(ap)
     if not curves:
+        path.unlink(missing_ok=True)
         return False
     import matplotlib
 
@@ -182,7 +181,7 @@ def plot_class_curves(table: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("iteration")
         ax.set_title(f"val AP: {name}")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

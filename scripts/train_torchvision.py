@@ -33,7 +33,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alrp.metrics.report import class_ap_scalars, metrics_to_json  # noqa: E402
-from data.categories import category_table  # noqa: E402
+from data.categories import class_names  # noqa: E402
 from models.config import FPN_STRIDES  # noqa: E402
 from training.build import seed_everything  # noqa: E402
 from training.config import Config, ConfigError, load_config, save_resolved_config  # noqa: E402
@@ -114,7 +114,7 @@ def train(cfg: Config) -> dict:
     def evaluate(kind: str, epoch: int, seconds: float) -> dict:
         full = coco_metrics(val_set, evaluate_tv(net, val_loader, device, cfg))
         scalars = {k: v for k, v in full.items() if isinstance(v, (int, float))}
-        scalars.update(class_ap_scalars(full, {c["id"]: c["name"] for c in category_table(val_set) or []}))
+        scalars.update(class_ap_scalars(full, class_names(val_set)))
         jsonl.write({"type": kind, "epoch": epoch, "iteration": iteration, "train_seconds": seconds, **scalars})
         return full
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from alrp.metrics.report import class_ap_scalars
-from data.categories import category_table, check_same_categories
+from data.categories import category_table, check_same_categories, class_names
 from training import checkpoint as ck
 from training import distributed as dist_utils
 from training.config import Config, config_to_dict, environment_info, save_resolved_config
@@ -101,8 +101,7 @@ class Trainer:
         parts = parts_builder(cfg, self.device, self.info)
         self.net, self.criterion = parts.model, parts.criterion
         self.train_loader, self.val_loader, self.val_dataset = parts.train_loader, parts.val_loader, parts.val_dataset
-        val_table = category_table(self.val_dataset) or []
-        self.val_class_names = {c["id"]: c["name"] for c in val_table}
+        self.val_class_names = class_names(self.val_dataset)
         train_set = getattr(self.train_loader, "dataset", None)
         self.categories = category_table(train_set)  # stored in checkpoints, compared on resume
         self.train_ann_file = str(getattr(train_set, "ann_file", "the training split"))

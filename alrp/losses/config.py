@@ -35,7 +35,8 @@ class LossConfig:
             None: one group per process (then results depend on the number of processes).
         rank_per_class: a diagnostic, not the paper's loss (which, like both releases, ranks the pairs of all classes
             in one list): rank each class's pairs apart and weight class c's losses by P_c / P, so that a class's
-            negatives are pushed down only by its own positives (ranking losses only).
+            negatives are pushed down only by its own positives, and not at all in a group without them (ranking
+            losses only).
     """
 
     name: str = "alrp"

@@ -109,11 +109,13 @@ class Criterion:
                 "num_pos": torch.tensor(num_pos, dtype=torch.int64, device=device)}
 
     def _group_losses(self, lt: LossTargets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """`losses` of one ranking group; with ``rank_per_class`` the P_c / P-weighted sum over its classes."""
+        """`losses` (four scalars) of one ranking group; with ``rank_per_class`` their P_c / P-weighted sums over the
+        group's classes."""
         if not self.rank_per_class:
             return self.losses(lt)
-        parts = [(self.losses(part), weight) for part, weight in split_classes(lt)]
-        return tuple(sum(weight * values[i] for values, weight in parts) for i in range(4))
+        parts = split_classes(lt)
+        per_class = [self.losses(part) for part, _ in parts]
+        return tuple(sum(weight * value for (_, weight), value in zip(parts, column)) for column in zip(*per_class))
 
     def losses(self, lt: LossTargets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(cls, loc, grad_pos_sum, grad_neg_sum) in float32 / float64; implemented by subclasses."""

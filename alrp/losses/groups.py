@@ -52,18 +52,17 @@ def split_images(lt: Any, group_size: int | None) -> list[Any]:
     groups = []
     for a, b in bounds:
         pairs, pos = slice(a * per_image, b * per_image), slice(pos_start[a], pos_start[b])
-        groups.append(dataclasses.replace(
-            lt, logits=lt.logits[pairs], targets=lt.targets[pairs], pos_pred_boxes=lt.pos_pred_boxes[pos],
-            pos_gt_boxes=lt.pos_gt_boxes[pos], pos_pred_deltas=lt.pos_pred_deltas[pos],
-            pos_gt_deltas=lt.pos_gt_deltas[pos], num_images=b - a))
+        groups.append(_subset(lt, lt.logits[pairs], lt.targets[pairs], pos, num_images=b - a))
     return groups
 
 
 def split_classes(lt: Any) -> list[tuple[Any, float]]:
-    """Splits LossTargets into one per class that has positives, each with its weight P_c / P.
+    """Splits LossTargets into one per class with positives, each with its weight P_c / P.
 
-    Relies on the LossTargets order: pairs row-major (..., class) with `lt.num_classes` classes, positives' rows in
-    the order of their positive pair. A batch without positives is returned whole (weight 1): its losses are 0.
+    Relies on the LossTargets order: pairs row-major (..., class) with `lt.num_classes` = K classes, positives' rows
+    in the order of their positive pair. Part c: logits and targets (M / K,), positive rows (P_c, 4). A class
+    without positives gets no part, so its negatives get no gradient (in the joint ranking they are pushed down).
+    A batch without positives is returned whole (weight 1): its losses are 0.
     """
     k = getattr(lt, "num_classes", None)
     if k is None:
@@ -78,11 +77,12 @@ def split_classes(lt: Any) -> list[tuple[Any, float]]:
     if num_pos == 0:
         return [(lt, 1.0)]
     logits, targets = lt.logits.reshape(-1, k), lt.targets.reshape(-1, k)
-    parts = []
-    for c in pos_class.unique().tolist():
-        rows = pos_class == c
-        parts.append((dataclasses.replace(
-            lt, logits=logits[:, c], targets=targets[:, c], pos_pred_boxes=lt.pos_pred_boxes[rows],
-            pos_gt_boxes=lt.pos_gt_boxes[rows], pos_pred_deltas=lt.pos_pred_deltas[rows],
-            pos_gt_deltas=lt.pos_gt_deltas[rows], num_classes=1), int(rows.sum()) / num_pos))
-    return parts
+    return [(_subset(lt, logits[:, c], targets[:, c], pos_class == c, num_classes=1),
+             int((pos_class == c).sum()) / num_pos) for c in pos_class.unique().tolist()]
+
+
+def _subset(lt: Any, logits: Any, targets: Any, pos: Any, **changes: Any) -> Any:
+    """A `dataclasses.replace` of `lt` with these pairs and the positive rows `pos` (a slice or a (P,) mask)."""
+    return dataclasses.replace(lt, logits=logits, targets=targets, pos_pred_boxes=lt.pos_pred_boxes[pos],
+                               pos_gt_boxes=lt.pos_gt_boxes[pos], pos_pred_deltas=lt.pos_pred_deltas[pos],
+                               pos_gt_deltas=lt.pos_gt_deltas[pos], **changes)

@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alrp import ALRPResult, alrp_loss, ap_loss
+from alrp.losses.ap import ap_loss_result
 from alrp.losses.box import loc_error
+from tests.fixtures.class_pairs import class_pair_targets
 from tests.fixtures.oracle_alrp import alrp_oracle
 
 
@@ -224,27 +226,22 @@ def test_cuda_matches_cpu():
 
 
 @pytest.mark.parametrize("loss", ["alrp", "ap"])
-def test_tied_scores_push_each_class_down_by_its_negative_share_and_up_by_its_positive_share(loss):
+def test_joint_ranking_at_tied_scores_splits_the_push_by_class_shares(loss):
     """One ranking over all classes (docs/experiments.md, "The rare class under one joint ranking"): with every
     logit tied (as at initialisation), each negative gets the same update and each positive the same, so class c's
     negatives get N_c / N of the total push and its positives P_c / P; a rare class is pushed down on net."""
     anchors, positives = 1000, (2, 40, 6)  # per class: Platelets-, RBC- and WBC-like counts
-    targets = torch.zeros(anchors, 3, dtype=torch.int64)
-    for c, count in enumerate(positives):
-        targets[torch.randperm(anchors, generator=torch.Generator().manual_seed(c))[:count], c] = 1
-    targets = targets.flatten()
-    logits = torch.zeros(targets.numel())
+    targets = class_pair_targets(anchors, positives)
+    flat = targets.flatten()
+    logits = torch.zeros(flat.numel())
     if loss == "alrp":
-        grad = alrp_loss(logits, targets, torch.full((sum(positives),), 0.5)).grad
+        grad = alrp_loss(logits, flat, torch.full((sum(positives),), 0.5)).grad
     else:
-        from alrp.losses.ap import ap_loss_result
-
-        grad = ap_loss_result(logits, targets).grad
-    grad, cls = grad.view(anchors, 3), torch.arange(3).expand(anchors, 3)
-    pos = targets.view(anchors, 3) == 1
-    num_pos, num_neg = sum(positives), targets.numel() - sum(positives)
+        grad = ap_loss_result(logits, flat).grad
+    grad, pos = grad.view(anchors, 3), targets == 1
+    num_pos, num_neg = sum(positives), flat.numel() - sum(positives)
     for c, count in enumerate(positives):
-        push_down = grad[~pos & (cls == c)].abs().sum() / grad[~pos].abs().sum()
-        push_up = grad[pos & (cls == c)].abs().sum() / grad[pos].abs().sum()
+        push_down = grad[~pos[:, c], c].abs().sum() / grad[~pos].abs().sum()
+        push_up = grad[pos[:, c], c].abs().sum() / grad[pos].abs().sum()
         assert push_down.item() == pytest.approx((anchors - count) / num_neg, rel=1e-4)
         assert push_up.item() == pytest.approx(count / num_pos, rel=1e-4)  # Platelets: down/up = 0.338 / 0.042

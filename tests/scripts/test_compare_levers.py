@@ -91,7 +91,8 @@ def test_every_lever_override_is_a_valid_setting_of_the_configs_it_applies_to(na
                 node = cfg
                 for part in key.split("."):
                     node = getattr(node, part)
-                assert node == yaml.safe_load(value), (path, override)  # as the override parser reads it
+                expected = yaml.safe_load(value)  # as the override parser reads it
+                assert node == expected and type(node) is type(expected), (path, override)
 
 
 def test_the_prior_lever_skips_the_torchvision_row_which_ignores_it():

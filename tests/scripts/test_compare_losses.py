@@ -35,8 +35,8 @@ def test_class_curves_from_metrics_lines():
     records = [{"type": "iter", "iteration": 5, "AP/x": 0.9},  # not an evaluation
                {"type": "epoch", "iteration": 8, "AP": 0.1, "AP/RBC": 0.2, "AP/Platelets": 0.0},
                {"type": "eval", "iteration": 10, "AP": 0.2, "AP/RBC": 0.3, "AP/Platelets": 0.05},
-               {"type": "eval", "iteration": 10, "AP": 0.2, "AP/RBC": 0.4}]  # a later line wins
-    assert report.class_curves(records) == {"Platelets": [[8, 0.0], [10, 0.05]], "RBC": [[8, 0.2], [10, 0.4]]}
+               {"type": "eval", "iteration": 10, "AP": 0.2, "AP/RBC": 0.4}]  # a later evaluation replaces it whole
+    assert report.class_curves(records) == {"Platelets": [[8, 0.0]], "RBC": [[8, 0.2], [10, 0.4]]}
     assert report.class_curves([{"type": "eval", "iteration": 10, "AP": 0.2}]) == {}
 
 
@@ -44,8 +44,9 @@ def test_class_curves_plot_only_when_logged_and_filled_in_for_older_finished_run
     compare = load_script("scripts/compare_losses.py")
     setup, grid = "focal_sl1", {"focal_sl1": 0.001}
     old = _summary(setup, 0.001, 0, 0.3)  # summarised before class curves existed
+    (tmp_path / "a.png").write_bytes(b"an earlier figure")
     assert report.plot_class_curves(report.aggregate([old], [setup], grid), tmp_path / "a.png") is False
-    assert not (tmp_path / "a.png").exists()
+    assert not (tmp_path / "a.png").exists()  # a stale figure is not left beside the new results
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     args = compare.parse_args(["--data", str(tmp_path / "d"), "--setups", setup, "--seeds", "0", "--lrs", "0.001",
                                "--iters", "10", "--out", str(tmp_path / "out")])
