@@ -6,10 +6,14 @@ with the same setups, seeds, data and budget as the `baseline` lever and one cha
 the lr or on the iteration budget. A lever that does not apply to a setup (δ or the ranking group for focal loss,
 the SB period without self-balance, the head prior for the torchvision row) skips that setup. There is no lr grid
 here: every lever runs at `--lr` times its factor, one lr for all setups (for setups whose best lrs differ, run one
-invocation per lr, each with its own `--out`). `<out>/levers.md` and `levers.json` collect mean ± std over seeds of
-AP, AP75 and oLRP per lever and setup, and the AP change against the baseline.
+invocation per lr, each with its own `--out`). The baseline budget is `--iters N` for every setup, `--iters
+setup=N,...` per setup, or `--iters-from <compare out>/calibration.json`: each setup's calibrated iterations, so the
+levers run at the equal wall time of a `compare_losses.py --minutes` table. `<out>/levers.md` and `levers.json`
+collect mean ± std over seeds of AP, AP75 and oLRP per lever and setup, and the AP change against the baseline.
 
 Example (GPU): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 --iters 800 --device cuda
+Example (CPU, 32 minutes a run): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 \
+    --iters-from runs/compare/bccd_cpu32/calibration.json --out runs/levers/bccd_cpu32
 Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands.
 """
 from __future__ import annotations
@@ -72,7 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--levers", default=",".join(LEVERS), help="comma-separated (default: all): " + ", ".join(LEVERS))
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--lr", type=float, required=True, help="the baseline lr of every setup")
-    p.add_argument("--iters", type=int, required=True, help="the baseline iterations per run")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--iters", help="the baseline iterations per run: N for every setup, or setup=N,...")
+    budget.add_argument("--iters-from", type=Path, metavar="CALIBRATION_JSON",
+                        help="each setup's iterations from a compare_losses.py --minutes calibration.json")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=None, help="default runs/levers/<data folder name>")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -85,10 +92,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [x for x in args.levers if x not in LEVERS]
     if unknown:
         p.error(f"unknown lever(s) {', '.join(unknown)}; known: {', '.join(LEVERS)}")
-    if not (args.lr > 0 and math.isfinite(args.lr)) or args.iters < 1:
-        p.error("--lr and --iters must be positive")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        p.error("--lr must be positive")
+    try:
+        args.iters = (compare_losses.parse_iters(args.iters, args.setups) if args.iters is not None
+                      else calibrated_iters(args.iters_from, args.setups))
+    except ValueError as err:
+        p.error(str(err))
     args.out = repo_relative(args.out or Path("runs") / "levers" / Path(args.data).name)
     return args
+
+
+def calibrated_iters(path: Path, setups: list[str]) -> dict[str, int]:
+    """{setup: iterations} from compare_losses.py's calibration.json ({setup: {"iters": N, "s_per_iter": s}})."""
+    try:
+        calibration = json.loads(path.read_text())
+        iters = {s: int(calibration[s]["iters"]) for s in setups if s in calibration}
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"--iters-from {path}: not a readable calibration.json ({err})") from None
+    missing = [s for s in setups if s not in iters]
+    if missing:
+        raise ValueError(f"--iters-from {path}: no calibration for {', '.join(missing)} (run compare_losses.py "
+                         f"--minutes with these setups and this --out first)")
+    return iters
+
+
+def format_iters(iters: dict[str, int]) -> str:
+    """compare_losses.py's --iters value: "N" when every setup has N, else "setup=N,..."."""
+    values = set(iters.values())
+    return str(values.pop()) if len(values) == 1 else ",".join(f"{s}={n}" for s, n in iters.items())
 
 
 def lever_argv(args: argparse.Namespace, name: str) -> list[str] | None:
@@ -98,9 +130,9 @@ def lever_argv(args: argparse.Namespace, name: str) -> list[str] | None:
     if not setups:
         return None
     lr = lever.lr if lever.lr is not None else args.lr * lever.lr_factor
-    iters = max(1, round(args.iters * lever.iters_factor))
+    iters = {s: max(1, round(args.iters[s] * lever.iters_factor)) for s in setups}
     argv = ["--data", str(args.data), "--prefix", args.prefix, "--setups", ",".join(setups), "--seeds", args.seeds,
-            "--lrs", f"{lr:g}", "--iters", str(iters),
+            "--lrs", f"{lr:g}", "--iters", format_iters(iters),
             "--device", args.device, "--out", str(args.out / name), "--keep-going"]
     sets = [*args.overrides, *lever.overrides]
     return argv + (["--set", *sets] if sets else []) + (["--dry-run"] if args.dry_run else [])
@@ -168,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     table = collect(REPO_ROOT / args.out, args.levers, args.setups)
-    header = (f"Levers on {args.data}: baseline lr {args.lr:g}, {args.iters} iterations, seeds {args.seeds}, "
+    budget = format_iters(args.iters).replace(",", ", ").replace("=", " ")
+    header = (f"Levers on {args.data}: baseline lr {args.lr:g}, {budget} iterations, seeds {args.seeds}, "
               f"device {args.device}; mean ± std over seeds, final weights on val.")
     (REPO_ROOT / args.out / "levers.md").write_text(markdown(table, args.setups, header))
     (REPO_ROOT / args.out / "levers.json").write_text(json.dumps(table, indent=1) + "\n")

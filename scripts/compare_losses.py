@@ -4,8 +4,9 @@ tuned the same way for every setup; several seeds; mean ± std table and learnin
 
 Setups are configs `<config-dir>/<prefix><setup>.yaml` (default `configs/small/bccd_<setup>.yaml`) that differ only
 in their loss; `torchvision_retinanet` is the external reference row (scripts/train_torchvision.py). Steps:
-1. budget: `--iters N` for every setup, or `--minutes M`: each setup gets the iterations that fill M minutes at its
-   own speed, measured by a short calibration run (stored in `<out>/calibration.json`, reused by later sittings);
+1. budget: `--iters N` for every setup, `--iters setup=N,...` per setup, or `--minutes M`: each setup gets the
+   iterations that fill M minutes at its own speed, measured by a short calibration run (stored in
+   `<out>/calibration.json`, reused by later sittings);
 2. tuning: every lr of `--lrs` on the first seed (the same grid for every setup); the best by final val AP;
 3. seeds: each setup's best lr on the remaining seeds;
 4. `<out>/results.json`, `<out>/results.md` (mean ± std over seeds of AP, AP50, AP75, AP90, oLRP and its
@@ -68,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated; the first one is the tuning seed")
     p.add_argument("--lrs", default="0.0005,0.001,0.002", help="lr grid, the same for every setup")
     budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--iters", type=int, help="iterations per run")
+    budget.add_argument("--iters", help="iterations per run: N for every setup, or setup=N,... for each")
     budget.add_argument("--minutes", type=float, help="training minutes per run (converted per setup)")
     p.add_argument("--calib-iters", type=int, default=10, help="iterations of the --minutes calibration run")
     p.add_argument("--evals", type=int, default=6, help="evaluations per run for the learning curves")
@@ -89,7 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--seeds / --lrs: {err}")
     if not args.seeds or not args.lrs or any(lr <= 0 or not math.isfinite(lr) for lr in args.lrs):
         p.error("--seeds and --lrs need at least one value; lrs must be finite and > 0")
-    if (args.iters is not None and args.iters < 1) or (args.minutes is not None and not args.minutes > 0):
+    if args.iters is not None:
+        try:
+            args.iters = parse_iters(args.iters, args.setups)
+        except ValueError as err:
+            p.error(f"--iters: {err}")
+    if args.minutes is not None and not args.minutes > 0:
         p.error("the budget must be positive")
     args.configs = {s: repo_relative(args.config_dir / f"{args.prefix}{s}.yaml") for s in args.setups}
     missing = [str(c) for c in args.configs.values() if not (REPO_ROOT / c).is_file()]
@@ -98,6 +104,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.data = str(repo_relative(Path(args.data)))
     args.out = repo_relative(args.out or Path("runs") / "compare" / Path(args.data).name)
     return args
+
+
+def parse_iters(text: str, setups: list[str]) -> dict[str, int]:
+    """`--iters`: "N" (every setup) or "setup=N,setup=N" (each setup of `setups` named once) -> {setup: N}."""
+    if "=" not in text:
+        per_setup = dict.fromkeys(setups, _positive_int(text))
+    else:
+        pairs = [item.split("=", 1) for item in text.split(",") if item]
+        per_setup = {name.strip(): _positive_int(value) for name, value in pairs}
+        if len(per_setup) != len(pairs) or set(per_setup) != set(setups):
+            raise ValueError(f"name each setup once ({', '.join(setups)}); got {', '.join(n for n, _ in pairs)}")
+    return {s: per_setup[s] for s in setups}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number of iterations") from None
+    if value < 1:
+        raise ValueError(f"{value} iterations: the budget must be positive")
+    return value
 
 
 def iters_per_epoch(args: argparse.Namespace) -> int:
@@ -192,7 +220,7 @@ def execute(args: argparse.Namespace, run: Run) -> dict | None:
 def budget(args: argparse.Namespace) -> dict[str, int] | None:
     """Iterations per setup: --iters, or --minutes over each setup's calibrated s/iter (None: not calibrated yet)."""
     if args.iters is not None:
-        return {s: args.iters for s in args.setups}
+        return args.iters
     path = args.out / "calibration.json"
     calib = json.loads(path.read_text()) if path.is_file() else {}
     for setup in args.setups:
@@ -264,9 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     table = report.aggregate(summaries, args.setups, chosen)
-    unit = f"{args.iters} iterations" if args.iters else f"{args.minutes:g} training minutes (calibrated iterations: "
-    settings = {"data": args.data, "seeds": args.seeds, "lrs": args.lrs, "device": args.device,
-                "budget": unit if args.iters else unit + ", ".join(f"{s} {n}" for s, n in iters.items()) + ")",
+    per_setup = ", ".join(f"{s} {n}" for s, n in iters.items())
+    if args.minutes is not None:
+        unit = f"{args.minutes:g} training minutes (calibrated iterations: {per_setup})"
+    else:
+        unit = f"{iters[args.setups[0]]} iterations" if len(set(iters.values())) == 1 else f"iterations: {per_setup}"
+    settings = {"data": args.data, "seeds": args.seeds, "lrs": args.lrs, "device": args.device, "budget": unit,
                 "command": args.command, "setups": args.setups, "iterations": iters}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"settings": settings, "setups": table}, indent=1) + "\n")

@@ -53,6 +53,31 @@ def test_each_lever_changes_one_thing_and_skips_setups_it_does_not_apply_to(tmp_
     assert levers.lever_argv(args, "delta_2") is None
 
 
+def test_per_setup_budgets_from_a_calibration_scale_with_the_schedule_lever(tmp_path, capsys):
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"alrp_giou_sb": {"s_per_iter": 2.42, "iters": 792},
+                                       "focal_sl1": {"s_per_iter": 2.40, "iters": 799}}))
+    args = levers.parse_args(["--data", "datasets/bccd", "--lr", "0.0005", "--iters-from", str(calibration),
+                              "--out", str(tmp_path / "levers")])
+    assert args.iters == {"alrp_giou_sb": 792, "focal_sl1": 799}
+
+    def iters_of(lever):
+        argv = levers.lever_argv(args, lever)
+        return argv[argv.index("--iters") + 1]
+
+    assert iters_of("baseline") == "alrp_giou_sb=792,focal_sl1=799"
+    assert iters_of("schedule_x2") == "alrp_giou_sb=1584,focal_sl1=1598"
+    assert iters_of("delta_2") == "792"  # only the aLRP setup applies: one number
+    inline = levers.parse_args(["--data", "d", "--lr", "0.001", "--iters", "focal_sl1=5,alrp_giou_sb=4"])
+    assert inline.iters == {"alrp_giou_sb": 4, "focal_sl1": 5}
+    for budget in (["--iters-from", str(calibration), "--setups", "alrp_giou_sb,aploss_sl1"],  # not calibrated
+                   ["--iters-from", str(tmp_path / "missing.json")], ["--iters", "alrp_giou_sb=4"],
+                   ["--iters", "4", "--iters-from", str(calibration)]):
+        with pytest.raises(SystemExit):
+            levers.parse_args(["--data", "d", "--lr", "0.001", *budget])
+    assert "aploss_sl1" in capsys.readouterr().err
+
+
 def test_dry_run_prints_every_levers_runs(tmp_path, capsys):
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     argv = ["--data", str(tmp_path / "d"), "--lr", "0.001", "--iters", "40", "--seeds", "0", "--out",

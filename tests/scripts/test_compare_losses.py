@@ -107,6 +107,26 @@ def test_dry_run_prints_grid_then_waits_for_the_best_lr(tmp_path, capsys):
     assert text.count("# calibration of") == 3 and "train.max_iters=10" in text and "train.eval_interval=0" in text
 
 
+def test_iters_per_setup_gives_each_setup_its_own_budget(tmp_path, capsys):
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb,focal_sl1", "--seeds", "0", "--lrs", "0.001",
+            "--iters", "focal_sl1=30,alrp_giou_sb=20", "--out", str(tmp_path / "out"), "--dry-run"]
+    assert compare.parse_args(argv).iters == {"alrp_giou_sb": 20, "focal_sl1": 30}
+    assert compare.main(argv) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if "python train.py" in line]
+    assert len(commands) == 2
+    assert "bccd_alrp_giou_sb.yaml" in commands[0] and "train.max_iters=20" in commands[0]
+    assert "bccd_focal_sl1.yaml" in commands[1] and "train.max_iters=30" in commands[1]
+    assert compare.parse_iters("7", ["a", "b"]) == {"a": 7, "b": 7}
+    for bad in ("alrp_giou_sb=20", "alrp_giou_sb=20,focal_sl1=30,focal_giou=5", "alrp_giou_sb=20,focal_sl1=x",
+                "alrp_giou_sb=20,alrp_giou_sb=21", "0", "alrp_giou_sb=0,focal_sl1=3"):
+        argv[argv.index("--iters") + 1] = bad
+        with pytest.raises(SystemExit):
+            compare.parse_args(argv)
+        assert "--iters" in capsys.readouterr().err, bad
+
+
 def test_calibration_keeps_entries_a_concurrent_sitting_wrote(tmp_path, monkeypatch):
     """Two sittings with different --setups and one --out: neither may overwrite the other's calibration."""
     compare = load_script("scripts/compare_losses.py")
