@@ -14,7 +14,8 @@ in their loss; `torchvision_retinanet` is the external reference row (scripts/tr
    and oLRP against iterations) and `<out>/class_curves.png` (each class's val AP against iterations).
 Every run is `<out>/runs/<setup>/lr<lr>_seed<seed>`, trained by train.py and scored by eval.py (final weights, val
 split). A finished run (`compare_result.json`) is skipped, one with a checkpoint resumed: the table can be built in
-several sittings. `--dry-run` prints the commands.
+several sittings. `--dry-run` prints the commands; `--report` writes the table of the runs finished so far and
+starts none (a setup whose lr grid is unfinished has no row yet; the seeds column counts each setup's runs).
 
 Example: python scripts/compare_losses.py --data datasets/bccd --seeds 0,1,2 --minutes 10 --out runs/compare/bccd
 """
@@ -79,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="extra config overrides for every run")
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    p.add_argument("--report", action="store_true", help="write the table of the finished runs; start no run")
     p.add_argument("--keep-going", action="store_true", help="go on with the other runs after a failure")
     p.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -196,6 +198,9 @@ def execute(args: argparse.Namespace, run: Run) -> dict | None:
         if "class_curves" not in summary and (run_dir / "metrics.jsonl").is_file():  # summarised before they existed
             summary["class_curves"] = report.class_curves(report.read_jsonl(run_dir / "metrics.jsonl"))
         return summary
+    if args.report:
+        print(f"# not finished: {run.setup} lr {run.lr:g} seed {run.seed}")
+        return None
     cmds = commands(args, run, run_dir)
     if args.dry_run:
         print(f"# {run.setup} lr {run.lr:g} seed {run.seed} ({'tuning' if run.tuning else 'seed run'}, "
@@ -223,6 +228,8 @@ def budget(args: argparse.Namespace) -> dict[str, int] | None:
         return args.iters
     path = args.out / "calibration.json"
     calib = json.loads(path.read_text()) if path.is_file() else {}
+    if args.report:  # no calibration run: an uncalibrated setup has no finished run either
+        return {s: calib[s]["iters"] if s in calib else None for s in args.setups}
     for setup in args.setups:
         if setup in calib:
             continue
@@ -274,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     for setup in args.setups:  # 1: the lr grid on the tuning seed
         for lr in args.lrs:
             s = execute(args, Run(setup, lr, args.seeds[0], iters[setup], tuning=True))
-            failed += s is None and not args.dry_run
+            failed += s is None and not (args.dry_run or args.report)
             summaries += [s] if s else []
             if failed and not args.keep_going:
                 return 1
@@ -285,14 +292,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for seed in args.seeds[1:]:
             s = execute(args, Run(setup, chosen[setup], seed, iters[setup], tuning=False))
-            failed += s is None and not args.dry_run
+            failed += s is None and not (args.dry_run or args.report)
             summaries += [s] if s else []
             if failed and not args.keep_going:
                 return 1
     if args.dry_run:
         return 0
     table = report.aggregate(summaries, args.setups, chosen)
-    per_setup = ", ".join(f"{s} {n}" for s, n in iters.items())
+    per_setup = ", ".join(f"{s} {'not calibrated' if n is None else n}" for s, n in iters.items())
     if args.minutes is not None:
         unit = f"{args.minutes:g} training minutes (calibrated iterations: {per_setup})"
     else:

@@ -127,6 +127,34 @@ def test_iters_per_setup_gives_each_setup_its_own_budget(tmp_path, capsys):
         assert "--iters" in capsys.readouterr().err, bad
 
 
+def test_report_tabulates_the_finished_runs_and_starts_none(tmp_path, monkeypatch, capsys):
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    for seed, ap in ((0, 0.30), (1, 0.34)):
+        done = out / "runs" / "focal_giou" / f"lr0.001_seed{seed}"
+        done.mkdir(parents=True)
+        (done / "compare_result.json").write_text(json.dumps(_summary("focal_giou", 0.001, seed, ap, seed == 0)))
+    (out / "calibration.json").write_text(json.dumps({"focal_giou": {"s_per_iter": 2.0, "iters": 10}}))
+
+    def no_run(cmd):
+        raise AssertionError(f"--report started {cmd}")
+
+    monkeypatch.setattr(compare, "_execute", no_run)
+    argv = ["--data", str(tmp_path / "d"), "--setups", "focal_giou,alrp_giou_sb", "--seeds", "0,1,2",
+            "--lrs", "0.001", "--minutes", "5", "--out", str(out), "--report"]
+    assert compare.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "# not finished: focal_giou lr 0.001 seed 2" in printed
+    assert "# not finished: alrp_giou_sb lr 0.001 seed 0" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["setups"]["focal_giou"]["seeds"] == [0, 1]
+    assert results["setups"]["focal_giou"]["mean"]["AP"] == pytest.approx(0.32)
+    assert results["setups"]["alrp_giou_sb"]["runs"] == []
+    assert "alrp_giou_sb not calibrated" in results["settings"]["budget"]
+    assert "| focal_giou | 0.001 | 2 |" in (out / "results.md").read_text()
+
+
 def test_calibration_keeps_entries_a_concurrent_sitting_wrote(tmp_path, monkeypatch):
     """Two sittings with different --setups and one --out: neither may overwrite the other's calibration."""
     compare = load_script("scripts/compare_losses.py")
