@@ -497,3 +497,6 @@ def test_evaluations_log_each_class_ap_by_name(tmp_path):
     evaluated = [r for r in lines if "AP" in r]
     assert len(evaluated) == 2
     assert all(r["AP/Platelets"] == 0.125 and r["AP/RBC"] == 0.75 for r in evaluated)
+    tensorboard = _tensorboard_scalars(tmp_path / "run" / "tensorboard")
+    assert [value for _, value in tensorboard["eval/AP/Platelets"]] == [0.125, 0.125]
+    assert [value for _, value in tensorboard["eval/AP/RBC"]] == [0.75, 0.75]
