@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Where along the IoU axis do two losses differ? AP at each COCO IoU threshold, from the saved detections.
 
-For every finished run of a `scripts/compare_losses.py` table (`<compare>/runs/<setup>/<run>/`), the final
-weights' val detections (`eval/<final checkpoint>_val_results.json`, written by eval.py) are scored again against
-the run's val annotations: AP at each IoU threshold 0.50, 0.55, ..., 0.95 (area all, 100 detections per image),
-overall and per class, and rho, the Spearman correlation between the scores and the IoUs of the true positives at
-IoU 0.5 (mean over classes; the paper's measure of how well a classifier's scores follow localisation quality).
-No model runs: this reads detections only. Runs without saved detections (the torchvision row) are listed and left
-out.
+For every finished run of a `scripts/compare_losses.py` table (`<compare>/runs/<setup>/<run>/`) at its setup's best
+lr (the one the table's results.json names), the final weights' val detections (`eval/<final
+checkpoint>_val_results.json`, written by eval.py) are scored again against the run's val annotations: AP at each
+IoU threshold 0.50, 0.55, ..., 0.95 (area all, 100 detections per image), overall and per class, and rho, the
+Spearman correlation between the scores and the IoUs of the true positives at IoU 0.5 (mean over classes; the
+paper's measure of how well a classifier's scores follow localisation quality). No model runs: this reads
+detections only. Runs without saved detections (the torchvision row) are listed and left out.
 
 Outputs in `--out` (default `<compare>/ap_by_iou`): ap_by_iou.json, ap_by_iou.md (mean ± std over each setup's
 runs) and ap_by_iou.png (AP against the IoU threshold, one line per setup, one panel per class).
@@ -51,8 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_detections(run_dir: Path) -> tuple[Path, Path] | None:
-    """(val annotation file, final weights' val detections) of a finished run; None when it saved no detections."""
-    latest = find_latest(run_dir)
+    """(val annotation file, final weights' val detections) of a finished run; None when it saved no detections.
+
+    The final checkpoint is the one `checkpoints/latest` names, even when the weights themselves were not kept.
+    """
+    pointer = run_dir / "checkpoints" / "latest"
+    latest = Path(pointer.read_text().strip()) if pointer.is_file() else find_latest(run_dir)
     if latest is None:
         return None
     detections = run_dir / "eval" / f"{latest.stem}_val_results.json"
@@ -60,6 +64,29 @@ def run_detections(run_dir: Path) -> tuple[Path, Path] | None:
     # compare_losses.py runs train.py from the repository root: a relative data root is the repository's
     annotations = REPO_ROOT / data["root"] / "annotations" / f"instances_{data['val_split']}.json"
     return (annotations, detections) if detections.is_file() else None
+
+
+def table_runs(compare: Path, setup: str) -> tuple[list[Path], list[str]]:
+    """The setup's finished runs at its best lr (compare_losses.py's results.json names it; with one lr in the
+    folder, that one), and the runs left out with why."""
+    finished, left_out = [], []
+    for run_dir in sorted((compare / "runs" / setup).glob("*/")):
+        if (run_dir / RESULT_FILE).is_file():
+            finished.append(run_dir)
+        else:
+            left_out.append(f"{setup}/{run_dir.name} (not finished)")
+    lrs = {d.name.split("_seed")[0] for d in finished}
+    results = compare / "results.json"
+    best = json.loads(results.read_text())["setups"].get(setup, {}).get("best_lr") if results.is_file() else None
+    if best is not None:
+        keep = f"lr{best:g}"
+    elif len(lrs) <= 1:
+        keep = next(iter(lrs), None)
+    else:
+        return [], left_out + [f"{setup} (runs at {', '.join(sorted(lrs))} and no best lr in {results}: run "
+                               "compare_losses.py --report first)"]
+    left_out += [f"{setup}/{d.name} (not the best lr)" for d in finished if d.name.split("_seed")[0] != keep]
+    return [d for d in finished if d.name.split("_seed")[0] == keep], left_out
 
 
 def ap_by_iou(annotations: Path, detections: Path) -> dict:
@@ -83,14 +110,13 @@ def ap_by_iou(annotations: Path, detections: Path) -> dict:
 
 
 def collect(compare: Path, setups: list[str]) -> tuple[dict[str, list[dict]], list[str]]:
-    """({setup: [one ap_by_iou dict per finished run, with "run"]}, [runs left out, with why])."""
+    """({setup: [one ap_by_iou dict per finished best-lr run, with "run"]}, [runs left out, with why])."""
     table: dict[str, list[dict]] = {}
     left_out: list[str] = []
     for setup in setups:
-        for run_dir in sorted((compare / "runs" / setup).glob("*/")):
-            if not (run_dir / RESULT_FILE).is_file():
-                left_out.append(f"{setup}/{run_dir.name} (not finished)")
-                continue
+        runs, skipped = table_runs(compare, setup)
+        left_out += skipped
+        for run_dir in runs:
             found = run_detections(run_dir)
             if found is None:
                 left_out.append(f"{setup}/{run_dir.name} (no saved val detections)")

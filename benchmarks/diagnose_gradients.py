@@ -9,6 +9,11 @@ the |g| its negatives get over the |g| its positives get (push down against push
 also measures the gradient norm that L_cls and w·L_loc each send into the shared backbone + FPN (one backward each).
 Load trained weights with `--checkpoint` to look at a later point of a run.
 
+For aLRP setups (one ranking over the batch) each positive's weight in L_loc, d L_loc / d E_loc, is measured too:
+aLRP weights a positive's localisation error by the positives it outranks, so high-scoring positives get most of
+it. Per class, its share of the total weight over its share of the positives (1: as a mean over positives, what
+every other box loss here gives by construction), pooled over the batches (`loc weight/uniform`).
+
 `--sb-from RUN/metrics.jsonl` (a run logged with `train.log_interval=1`) replays the self-balance statistic
 (mean(L_cls + L_loc) / mean(L_loc) over a window) with the per-epoch window and with fixed iteration periods, from
 the run's logged losses. The replay does not feed back into training: it shows what the statistic would have been.
@@ -25,6 +30,7 @@ import math
 import statistics
 import sys
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -56,6 +62,49 @@ def logit_gradients(criterion, lt, num_classes: int) -> dict[str, float]:
         stats[f"sum_g_pos_class{k}"] = float(g[sel].sum())
         stats[f"sum_g_neg_class{k}"] = float(g[neg & cls_of_pair.eq(k)].sum())
     return stats
+
+
+def loc_weight_shares(criterion, lt, num_classes: int) -> dict[str, float]:
+    """Per class: the share of L_loc's weight d L_loc / d E_loc that its positives get, and their share of the
+    positives (`loc_share_class{k}`, `pos_share_class{k}`). Empty for other criteria than aLRP with one ranking over
+    the batch, or a batch without positives."""
+    from alrp.losses import criterion as criterion_module
+
+    if not isinstance(criterion, criterion_module.ALRPCriterion) or criterion.rank_group or criterion.rank_per_class:
+        return {}
+    if lt.num_pos == 0:
+        return {}
+    captured = []
+    original = criterion_module.loc_error
+
+    def leaf_errors(*args, **kwargs):  # E_loc as a leaf, so autograd gives each positive's weight
+        errors = original(*args, **kwargs).detach().requires_grad_(True)
+        captured.append(errors)
+        return errors
+
+    detached = dataclasses.replace(lt, logits=lt.logits.detach(), pos_pred_boxes=lt.pos_pred_boxes.detach(),
+                                   pos_pred_deltas=lt.pos_pred_deltas.detach())
+    with mock.patch.object(criterion_module, "loc_error", leaf_errors):
+        loc = criterion(detached)["loc"]
+    (weights,) = torch.autograd.grad(loc, captured)  # (P,) in the order positives appear in the logits
+    pos_class = torch.nonzero(lt.targets.eq(1)).flatten() % num_classes
+    total = weights.sum()
+    stats = {}
+    for k in range(num_classes):
+        sel = pos_class.eq(k)
+        stats[f"loc_share_class{k}"] = float(weights[sel].sum() / total)
+        stats[f"pos_share_class{k}"] = float(sel.float().mean())
+    return stats
+
+
+def loc_weight_ratios(rows: list[dict], num_classes: int) -> list[float]:
+    """Per class: its loc-weight share over its positive share, each summed over the batches (NaN without data)."""
+    ratios = []
+    for k in range(num_classes):
+        present = [r for r in rows if f"loc_share_class{k}" in r]
+        positives = sum(r[f"pos_share_class{k}"] for r in present)
+        ratios.append(sum(r[f"loc_share_class{k}"] for r in present) / positives if positives > 0 else math.nan)
+    return ratios
 
 
 def class_push_ratios(rows: list[dict], num_classes: int) -> list[float]:
@@ -120,6 +169,7 @@ def diagnose(args: argparse.Namespace) -> tuple[dict[str, list[dict]], list[str]
         lt = net.loss_targets(outputs, net.anchors(images), targets)
         for setup, criterion in criteria.items():
             stats = logit_gradients(criterion, lt, train_set.num_classes)
+            stats.update(loc_weight_shares(criterion, lt, train_set.num_classes))
             if args.shared:
                 stats.update(shared_grad_norms(net, criterion, images, targets))
             rows[setup].append(stats)
@@ -168,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SB {name}: " + ", ".join(f"{i}:{w:.1f}" for i, w in path[:40]))
     if args.batches > 0:
         rows, names = diagnose(args)
-        keys = [k for k in next(iter(rows.values()))[0]]
+        keys = [k for k in next(iter(rows.values()))[0] if not k.startswith(("loc_share", "pos_share"))]
         print(f"per-batch means over {args.batches} batches ([n]: over the n batches where the statistic exists); "
               "classes:", ", ".join(f"{k}={n}" for k, n in enumerate(names)))
         print(f"{'statistic':<24}" + "".join(f"{s:>16}" for s in rows))
@@ -177,10 +227,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key:<24}" + "".join(f"{v:>16.4g}" if n == len(rows[s]) else f"{f'{v:.4g} [{n}]':>16}"
                                          for (v, n), s in zip(means, rows)))
         ratios = {s: class_push_ratios(rows[s], len(names)) for s in rows}
+        loc_ratios = {s: loc_weight_ratios(rows[s], len(names)) for s in rows}
         for k, name in enumerate(names):
             print(f"{'push down/up ' + name:<24}" + "".join(f"{ratios[s][k]:>16.4g}" for s in rows))
+        for k, name in enumerate(names):
+            print(f"{'loc weight/uniform ' + name:<24}" + "".join(f"{loc_ratios[s][k]:>16.4g}" for s in rows))
         result["gradients"] = rows
         result["class_push_ratios"] = {s: dict(zip(names, r)) for s, r in ratios.items()}
+        result["class_loc_weight_ratios"] = {s: dict(zip(names, r)) for s, r in loc_ratios.items()}
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -76,6 +76,23 @@ def test_runs_without_detections_or_unfinished_are_left_out_by_name(compare, cap
     assert (out / "ap_by_iou.png").stat().st_size > 0
 
 
+def test_only_the_best_lr_runs_count_when_the_folder_holds_an_lr_grid(compare):
+    _run(compare, "a", "lr0.001_seed0", [STRETCHED, EXACT])
+    _run(compare, "a", "lr0.002_seed0", [EXACT])
+    table, left_out = ap_by_iou.collect(compare, ["a"])
+    assert table == {} and "no best lr" in left_out[0]
+    (compare / "results.json").write_text(json.dumps({"setups": {"a": {"best_lr": 0.002}}}))
+    table, left_out = ap_by_iou.collect(compare, ["a"])
+    assert [r["run"] for r in table["a"]] == ["lr0.002_seed0"] and left_out == ["a/lr0.001_seed0 (not the best lr)"]
+
+
+def test_the_final_checkpoint_is_found_by_its_pointer_when_its_weights_were_not_kept(compare):
+    _run(compare, "a", "lr0.001_seed0", [STRETCHED, EXACT])
+    (compare / "runs" / "a" / "lr0.001_seed0" / "checkpoints" / "ckpt_e0001_i00000010.pth").unlink()
+    table, left_out = ap_by_iou.collect(compare, ["a"])
+    assert not left_out and table["a"][0]["AP"][0] == pytest.approx(1.0)
+
+
 def test_a_folder_that_is_not_a_comparison_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ap_by_iou.parse_args(["--compare", str(tmp_path)])

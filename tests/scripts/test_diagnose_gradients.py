@@ -79,3 +79,21 @@ def test_mean_over_batches_skips_only_missing_values():
     assert mean == math.inf and n == 2
     mean, n = diag.mean_over_batches([math.nan])
     assert math.isnan(mean) and n == 0
+
+
+def test_alrp_loc_weight_follows_the_positives_each_one_outranks():
+    # Anchor 0 positive for class 0 (logit 2, rank 1), anchor 1 positive for class 1 (logit 1, rank 2), the negatives
+    # below both. L_loc = (1/2) [E_0 / 1 + (E_1 + E_0) / 2]: weights 3/4 and 1/4, against 1/2 each if uniform.
+    logits = torch.tensor([2.0, -3.0, -3.0, 1.0, -3.0, -3.0])
+    targets = torch.tensor([1, 0, 0, 1, 0, 0])
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0]])
+    lt = LossTargets(logits=logits, targets=targets, pos_pred_boxes=boxes + 1, pos_gt_boxes=boxes,
+                     pos_pred_deltas=torch.zeros(2, 4), pos_gt_deltas=torch.zeros(2, 4))
+    stats = diag.loc_weight_shares(build_criterion(LossConfig(name="alrp", box_loss="giou")), lt, num_classes=2)
+    assert stats["loc_share_class0"] == pytest.approx(0.75) and stats["loc_share_class1"] == pytest.approx(0.25)
+    assert stats["pos_share_class0"] == stats["pos_share_class1"] == 0.5
+    assert diag.loc_weight_ratios([stats, stats], 2) == pytest.approx([1.5, 0.5])
+    focal = build_criterion(LossConfig(name="focal", box_loss="giou"))
+    grouped = build_criterion(LossConfig(name="alrp", box_loss="giou", rank_group=1))
+    assert diag.loc_weight_shares(focal, lt, 2) == {} and diag.loc_weight_shares(grouped, lt, 2) == {}
+    assert math.isnan(diag.loc_weight_ratios([{}], 1)[0])
