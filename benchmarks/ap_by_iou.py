@@ -19,15 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import compare_report as report  # noqa: E402
 from alrp.metrics.coco import load_gt  # noqa: E402
 from alrp.metrics.evaluation import compute_evaluation  # noqa: E402
 from training.checkpoint import find_latest  # noqa: E402
@@ -54,39 +54,44 @@ def run_detections(run_dir: Path) -> tuple[Path, Path] | None:
     """(val annotation file, final weights' val detections) of a finished run; None when it saved no detections.
 
     The final checkpoint is the one `checkpoints/latest` names, even when the weights themselves were not kept.
+    Raises OSError, KeyError or TypeError for a run folder without a readable config.yaml.
     """
     pointer = run_dir / "checkpoints" / "latest"
     latest = Path(pointer.read_text().strip()) if pointer.is_file() else find_latest(run_dir)
     if latest is None:
         return None
     detections = run_dir / "eval" / f"{latest.stem}_val_results.json"
-    data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
-    # compare_losses.py runs train.py from the repository root: a relative data root is the repository's
-    annotations = REPO_ROOT / data["root"] / "annotations" / f"instances_{data['val_split']}.json"
-    return (annotations, detections) if detections.is_file() else None
+    return (report.val_annotations(run_dir), detections) if detections.is_file() else None
+
+
+def _lr_of(run_dir: Path) -> str:
+    return run_dir.name.split("_seed")[0]  # compare_losses.py names runs lr<lr>_seed<seed>
 
 
 def table_runs(compare: Path, setup: str) -> tuple[list[Path], list[str]]:
-    """The setup's finished runs at its best lr (compare_losses.py's results.json names it; with one lr in the
-    folder, that one), and the runs left out with why."""
-    finished, left_out = [], []
-    for run_dir in sorted((compare / "runs" / setup).glob("*/")):
-        if (run_dir / RESULT_FILE).is_file():
-            finished.append(run_dir)
-        else:
-            left_out.append(f"{setup}/{run_dir.name} (not finished)")
-    lrs = {d.name.split("_seed")[0] for d in finished}
-    results = compare / "results.json"
-    best = json.loads(results.read_text())["setups"].get(setup, {}).get("best_lr") if results.is_file() else None
-    if best is not None:
-        keep = f"lr{best:g}"
-    elif len(lrs) <= 1:
-        keep = next(iter(lrs), None)
+    """The setup's finished runs at its best lr, and the runs left out with why.
+
+    The best lr is the one the table's results.json names; without one there, a folder whose runs all share one lr
+    uses that lr. A setup whose lr grid is unfinished has no best lr yet: all its runs are left out.
+    """
+    run_dirs = sorted(d for d in (compare / "runs" / setup).glob("*/") if d.is_dir())
+    if not run_dirs:
+        return [], [f"{setup} (no runs)"]
+    results_path = compare / "results.json"
+    results = json.loads(results_path.read_text())["setups"] if results_path.is_file() else {}
+    lrs = {_lr_of(d) for d in run_dirs}
+    if results.get(setup, {}).get("best_lr") is not None:
+        keep = f"lr{results[setup]['best_lr']:g}"
+    elif setup in results:
+        return [], [f"{setup} (lr grid unfinished: no best lr in {results_path})"]
+    elif len(lrs) == 1:
+        keep = lrs.pop()
     else:
-        return [], left_out + [f"{setup} (runs at {', '.join(sorted(lrs))} and no best lr in {results}: run "
-                               "compare_losses.py --report first)"]
-    left_out += [f"{setup}/{d.name} (not the best lr)" for d in finished if d.name.split("_seed")[0] != keep]
-    return [d for d in finished if d.name.split("_seed")[0] == keep], left_out
+        return [], [f"{setup} (runs at {', '.join(sorted(lrs))} and no best lr in {results_path}: run "
+                    "compare_losses.py --report with this setup first)"]
+    left_out = [f"{setup}/{d.name} ({'not the best lr' if _lr_of(d) != keep else 'not finished'})"
+                for d in run_dirs if _lr_of(d) != keep or not (d / RESULT_FILE).is_file()]
+    return [d for d in run_dirs if _lr_of(d) == keep and (d / RESULT_FILE).is_file()], left_out
 
 
 def ap_by_iou(annotations: Path, detections: Path) -> dict:
@@ -117,14 +122,14 @@ def collect(compare: Path, setups: list[str]) -> tuple[dict[str, list[dict]], li
         runs, skipped = table_runs(compare, setup)
         left_out += skipped
         for run_dir in runs:
-            found = run_detections(run_dir)
-            if found is None:
-                left_out.append(f"{setup}/{run_dir.name} (no saved val detections)")
-                continue
             try:
-                scored = ap_by_iou(*found)
-            except (OSError, ValueError) as err:  # unreadable or invalid files: named, not a traceback
-                left_out.append(f"{setup}/{run_dir.name} ({err})")
+                found = run_detections(run_dir)
+                scored = ap_by_iou(*found) if found is not None else None
+            except (OSError, ValueError, KeyError, TypeError) as err:  # a broken run folder: named, not a traceback
+                left_out.append(f"{setup}/{run_dir.name} ({type(err).__name__}: {err})")
+                continue
+            if scored is None:
+                left_out.append(f"{setup}/{run_dir.name} (no saved val detections)")
                 continue
             table.setdefault(setup, []).append({"run": run_dir.name, **scored})
     return table, left_out
@@ -132,24 +137,14 @@ def collect(compare: Path, setups: list[str]) -> tuple[dict[str, list[dict]], li
 
 def summarise(runs: list[dict]) -> dict:
     """Mean and sample std (None for one run) over runs, per IoU threshold, per class, and of rho."""
-    def mean_std(rows: list[list[float]]) -> tuple[list[float], list[float | None]]:
-        columns = list(zip(*rows))
-        return ([statistics.fmean(c) for c in columns],
-                [statistics.stdev(c) if len(c) > 1 else None for c in columns])
-
-    ap_mean, ap_std = mean_std([r["AP"] for r in runs])
+    ap = [report.mean_std(column) for column in zip(*(r["AP"] for r in runs))]
     classes = runs[0]["class_AP"]
-    rhos = [r["rho"] for r in runs if r["rho"] is not None]
-    return {"runs": [r["run"] for r in runs], "iou": runs[0]["iou"], "AP": ap_mean, "AP_std": ap_std,
-            "class_AP": {c: mean_std([r["class_AP"][c] for r in runs])[0] for c in classes},
-            "rho": statistics.fmean(rhos) if rhos else None,
-            "rho_std": statistics.stdev(rhos) if len(rhos) > 1 else None}
-
-
-def _cell(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "–"
-    return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+    rho, rho_std = report.mean_std([r["rho"] for r in runs if r["rho"] is not None])
+    return {"runs": [r["run"] for r in runs], "iou": runs[0]["iou"], "AP": [m for m, _ in ap],
+            "AP_std": [s for _, s in ap],
+            "class_AP": {c: [report.mean_std(col)[0] for col in zip(*(r["class_AP"][c] for r in runs))]
+                         for c in classes},
+            "rho": rho if math.isfinite(rho) else None, "rho_std": rho_std}
 
 
 def markdown(summary: dict[str, dict], left_out: list[str], compare: Path) -> str:
@@ -161,8 +156,9 @@ def markdown(summary: dict[str, dict], left_out: list[str], compare: Path) -> st
              "image); mean ± sample std over runs. rho: Spearman correlation of scores and IoUs of the true "
              "positives at IoU 0.5, mean over classes.", "", head, "|---" * (len(iou) + 3) + "|"]
     for setup, row in summary.items():
-        cells = [_cell(m, s) for m, s in zip(row["AP"], row["AP_std"])]
-        lines.append(f"| {setup} | {len(row['runs'])} | " + " | ".join(cells) + f" | {_cell(row['rho'], row['rho_std'])} |")
+        cells = [report.format_mean_std(m, s) for m, s in zip(row["AP"], row["AP_std"])]
+        cells.append(report.format_mean_std(row["rho"], row["rho_std"]))
+        lines.append(f"| {setup} | {len(row['runs'])} | " + " | ".join(cells) + " |")
     for name in next(iter(summary.values()))["class_AP"]:
         lines += ["", f"{name}: AP per IoU threshold (mean over runs)", "",
                   "| setup | " + " | ".join(f"AP{round(t * 100)}" for t in iou) + " |", "|---" * (len(iou) + 1) + "|"]

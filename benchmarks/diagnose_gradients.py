@@ -12,7 +12,8 @@ Load trained weights with `--checkpoint` to look at a later point of a run.
 For aLRP setups (one ranking over the batch) each positive's weight in L_loc, d L_loc / d E_loc, is measured too:
 aLRP weights a positive's localisation error by the positives it outranks, so high-scoring positives get most of
 it. Per class, its share of the total weight over its share of the positives (1: as a mean over positives, what
-every other box loss here gives by construction), pooled over the batches (`loc weight/uniform`).
+every other box loss here gives by construction), both summed over the batches, each batch counting equally
+(`loc weight/uniform`).
 
 `--sb-from RUN/metrics.jsonl` (a run logged with `train.log_interval=1`) replays the self-balance statistic
 (mean(L_cls + L_loc) / mean(L_loc) over a window) with the per-epoch window and with fixed iteration periods, from
@@ -30,12 +31,13 @@ import math
 import statistics
 import sys
 from pathlib import Path
-from unittest import mock
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from alrp.losses.criterion import build_criterion  # noqa: E402
+from alrp.losses.alrp import alrp_loss  # noqa: E402
+from alrp.losses.box import loc_error  # noqa: E402
+from alrp.losses.criterion import ALRPCriterion, build_criterion  # noqa: E402
 from training.config import load_config  # noqa: E402
 
 
@@ -65,40 +67,28 @@ def logit_gradients(criterion, lt, num_classes: int) -> dict[str, float]:
 
 
 def loc_weight_shares(criterion, lt, num_classes: int) -> dict[str, float]:
-    """Per class: the share of L_loc's weight d L_loc / d E_loc that its positives get, and their share of the
+    """Per class: the share of aLRP's L_loc weight d L_loc / d E_loc that its positives get, and their share of the
     positives (`loc_share_class{k}`, `pos_share_class{k}`). Empty for other criteria than aLRP with one ranking over
-    the batch, or a batch without positives."""
-    from alrp.losses import criterion as criterion_module
-
-    if not isinstance(criterion, criterion_module.ALRPCriterion) or criterion.rank_group or criterion.rank_per_class:
+    the batch (where the criterion's L_loc is `alrp_loss`'s), or a batch without positives."""
+    if not isinstance(criterion, ALRPCriterion) or criterion.rank_group or criterion.rank_per_class or lt.num_pos == 0:
         return {}
-    if lt.num_pos == 0:
-        return {}
-    captured = []
-    original = criterion_module.loc_error
-
-    def leaf_errors(*args, **kwargs):  # E_loc as a leaf, so autograd gives each positive's weight
-        errors = original(*args, **kwargs).detach().requires_grad_(True)
-        captured.append(errors)
-        return errors
-
-    detached = dataclasses.replace(lt, logits=lt.logits.detach(), pos_pred_boxes=lt.pos_pred_boxes.detach(),
-                                   pos_pred_deltas=lt.pos_pred_deltas.detach())
-    with mock.patch.object(criterion_module, "loc_error", leaf_errors):
-        loc = criterion(detached)["loc"]
-    (weights,) = torch.autograd.grad(loc, captured)  # (P,) in the order positives appear in the logits
+    errors = loc_error(lt.pos_pred_boxes.detach().float(), lt.pos_gt_boxes.float(), kind=criterion.box_loss)
+    errors.requires_grad_(True)  # E_loc as a leaf: autograd gives each positive's weight
+    loc = alrp_loss(lt.logits.detach().float(), lt.targets, errors, criterion.delta,
+                    wrong_target=criterion.wrong_target).loc
+    (weights,) = torch.autograd.grad(loc, errors)  # (P,) in the order positives appear in the logits
     pos_class = torch.nonzero(lt.targets.eq(1)).flatten() % num_classes
-    total = weights.sum()
     stats = {}
     for k in range(num_classes):
         sel = pos_class.eq(k)
-        stats[f"loc_share_class{k}"] = float(weights[sel].sum() / total)
+        stats[f"loc_share_class{k}"] = float(weights[sel].sum() / weights.sum())
         stats[f"pos_share_class{k}"] = float(sel.float().mean())
     return stats
 
 
 def loc_weight_ratios(rows: list[dict], num_classes: int) -> list[float]:
-    """Per class: its loc-weight share over its positive share, each summed over the batches (NaN without data)."""
+    """Per class: its loc-weight share over its positive share, each summed over the batches (so every batch counts
+    equally, whatever its number of positives); NaN without data."""
     ratios = []
     for k in range(num_classes):
         present = [r for r in rows if f"loc_share_class{k}" in r]
@@ -227,11 +217,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key:<24}" + "".join(f"{v:>16.4g}" if n == len(rows[s]) else f"{f'{v:.4g} [{n}]':>16}"
                                          for (v, n), s in zip(means, rows)))
         ratios = {s: class_push_ratios(rows[s], len(names)) for s in rows}
-        loc_ratios = {s: loc_weight_ratios(rows[s], len(names)) for s in rows}
+        loc_ratios = {s: loc_weight_ratios(rows[s], len(names)) for s in rows
+                      if any("loc_share_class0" in r for r in rows[s])}  # the aLRP setups
         for k, name in enumerate(names):
             print(f"{'push down/up ' + name:<24}" + "".join(f"{ratios[s][k]:>16.4g}" for s in rows))
         for k, name in enumerate(names):
-            print(f"{'loc weight/uniform ' + name:<24}" + "".join(f"{loc_ratios[s][k]:>16.4g}" for s in rows))
+            print(f"{'loc weight/uniform ' + name:<24}" + "".join(f"{loc_ratios[s][k]:>16.4g}" if s in loc_ratios
+                                                                  else f"{'–':>16}" for s in rows))
         result["gradients"] = rows
         result["class_push_ratios"] = {s: dict(zip(names, r)) for s, r in ratios.items()}
         result["class_loc_weight_ratios"] = {s: dict(zip(names, r)) for s, r in loc_ratios.items()}

@@ -8,8 +8,10 @@ the SB period without self-balance, the head prior for the torchvision row) skip
 here: every lever runs at `--lr` times its factor, one lr for all setups (for setups whose best lrs differ, run one
 invocation per lr, each with its own `--out`). The baseline budget is `--iters N` for every setup, `--iters
 setup=N,...` per setup, or `--iters-from <compare out>/calibration.json`: each setup's calibrated iterations, so the
-levers run at the equal wall time of a `compare_losses.py --minutes` table. `<out>/levers.md` and `levers.json`
-collect mean ± std over seeds of AP, AP75 and oLRP per lever and setup, and the AP change against the baseline.
+levers run at the equal wall time of a `compare_losses.py --minutes` table (levers that change the cost of an
+iteration excepted; the calibration must come from the same data, configs and device). `<out>/levers.md` and
+`levers.json` collect mean ± std over seeds of AP, AP75 and oLRP per lever and setup, and the AP change against
+the baseline.
 
 Example (GPU): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 --iters 800 --device cuda
 Example (CPU, 32 minutes a run): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 \
@@ -95,10 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not (args.lr > 0 and math.isfinite(args.lr)):
         p.error("--lr must be positive")
     try:
-        args.iters = (compare_losses.parse_iters(args.iters, args.setups) if args.iters is not None
-                      else calibrated_iters(args.iters_from, args.setups))
+        if args.iters is not None:
+            args.iters = compare_losses.parse_iters(args.iters, args.setups)
+        else:
+            args.iters = calibrated_iters(args.iters_from, args.setups)
     except ValueError as err:
-        p.error(str(err))
+        p.error(f"--iters: {err}" if args.iters is not None else str(err))
     args.out = repo_relative(args.out or Path("runs") / "levers" / Path(args.data).name)
     return args
 
@@ -117,7 +121,7 @@ def calibrated_iters(path: Path, setups: list[str]) -> dict[str, int]:
     return iters
 
 
-def format_iters(iters: dict[str, int]) -> str:
+def iters_argument(iters: dict[str, int]) -> str:
     """compare_losses.py's --iters value: "N" when every setup has N, else "setup=N,..."."""
     values = set(iters.values())
     return str(values.pop()) if len(values) == 1 else ",".join(f"{s}={n}" for s, n in iters.items())
@@ -132,7 +136,7 @@ def lever_argv(args: argparse.Namespace, name: str) -> list[str] | None:
     lr = lever.lr if lever.lr is not None else args.lr * lever.lr_factor
     iters = {s: max(1, round(args.iters[s] * lever.iters_factor)) for s in setups}
     argv = ["--data", str(args.data), "--prefix", args.prefix, "--setups", ",".join(setups), "--seeds", args.seeds,
-            "--lrs", f"{lr:g}", "--iters", format_iters(iters),
+            "--lrs", f"{lr:g}", "--iters", iters_argument(iters),
             "--device", args.device, "--out", str(args.out / name), "--keep-going"]
     sets = [*args.overrides, *lever.overrides]
     return argv + (["--set", *sets] if sets else []) + (["--dry-run"] if args.dry_run else [])
@@ -200,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     table = collect(REPO_ROOT / args.out, args.levers, args.setups)
-    budget = format_iters(args.iters).replace(",", ", ").replace("=", " ")
-    header = (f"Levers on {args.data}: baseline lr {args.lr:g}, {budget} iterations, seeds {args.seeds}, "
+    budget = compare_losses.format_iters(args.iters, "iterations")
+    header = (f"Levers on {args.data}: baseline lr {args.lr:g}, {budget}, seeds {args.seeds}, "
               f"device {args.device}; mean ± std over seeds, final weights on val.")
     (REPO_ROOT / args.out / "levers.md").write_text(markdown(table, args.setups, header))
     (REPO_ROOT / args.out / "levers.json").write_text(json.dumps(table, indent=1) + "\n")

@@ -15,7 +15,8 @@ in their loss; `torchvision_retinanet` is the external reference row (scripts/tr
 Every run is `<out>/runs/<setup>/lr<lr>_seed<seed>`, trained by train.py and scored by eval.py (final weights, val
 split). A finished run (`compare_result.json`) is skipped, one with a checkpoint resumed: the table can be built in
 several sittings. `--dry-run` prints the commands; `--report` writes the table of the runs finished so far and
-starts none (a setup whose lr grid is unfinished has no row yet; the seeds column counts each setup's runs).
+starts none (needs no budget: the table gives each run's iterations; a setup whose lr grid is unfinished has an
+empty row, best lr None; the seeds column counts each setup's runs).
 
 Example: python scripts/compare_losses.py --data datasets/bccd --seeds 0,1,2 --minutes 10 --out runs/compare/bccd
 """
@@ -32,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_report as report  # noqa: E402
-from sweep import (CHECKPOINT_MARK, METRICS_FILE, REPO_ROOT, _execute, final_checkpoint,  # noqa: E402
-                   format_command, has_checkpoint, repo_relative)
+from sweep import (CHECKPOINT_MARK, METRICS_FILE, REPO_ROOT, _execute, _repo_module,  # noqa: E402
+                   final_checkpoint, format_command, has_checkpoint, repo_relative)
 
 DEFAULT_SETUPS = ("alrp_giou_sb", "alrp_iou_sb", "alrp_iou_nosb", "aploss_sl1", "focal_sl1", "focal_giou",
                   "torchvision_retinanet")
@@ -69,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prefix", default="bccd_", help="config file prefix (default %(default)s)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated; the first one is the tuning seed")
     p.add_argument("--lrs", default="0.0005,0.001,0.002", help="lr grid, the same for every setup")
-    budget = p.add_mutually_exclusive_group(required=True)
+    budget = p.add_mutually_exclusive_group()
     budget.add_argument("--iters", help="iterations per run: N for every setup, or setup=N,... for each")
     budget.add_argument("--minutes", type=float, help="training minutes per run (converted per setup)")
     p.add_argument("--calib-iters", type=int, default=10, help="iterations of the --minutes calibration run")
@@ -84,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-going", action="store_true", help="go on with the other runs after a failure")
     p.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.iters is None and args.minutes is None and not args.report:
+        p.error("one of the arguments --iters --minutes is required")
     args.setups = [s for s in args.setups.split(",") if s]
     try:
         args.seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -118,6 +121,14 @@ def parse_iters(text: str, setups: list[str]) -> dict[str, int]:
         if len(per_setup) != len(pairs) or set(per_setup) != set(setups):
             raise ValueError(f"name each setup once ({', '.join(setups)}); got {', '.join(n for n, _ in pairs)}")
     return {s: per_setup[s] for s in setups}
+
+
+def format_iters(iters: dict[str, int | None], label: str) -> str:
+    """"N <label>" when every setup has N, else "<label>: setup N, ..." ("–" for a setup without a budget)."""
+    values = set(iters.values())
+    if len(values) == 1 and None not in values:
+        return f"{values.pop()} {label}"
+    return f"{label}: " + ", ".join(f"{s} {'–' if n is None else n}" for s, n in iters.items())
 
 
 def _positive_int(text: str) -> int:
@@ -181,11 +192,7 @@ def summarise(run: Run, run_dir: Path) -> dict:
 def _class_names(run_dir: Path) -> dict[str, str]:
     """{category id: name} of the run's val annotation file (from its resolved config)."""
     try:
-        import yaml
-
-        data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
-        ann = REPO_ROOT / data["root"] / "annotations" / f"instances_{data['val_split']}.json"
-        return {str(c["id"]): c["name"] for c in json.loads(ann.read_text())["categories"]}
+        return {str(c["id"]): c["name"] for c in json.loads(report.val_annotations(run_dir).read_text())["categories"]}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
@@ -228,8 +235,6 @@ def budget(args: argparse.Namespace) -> dict[str, int] | None:
         return args.iters
     path = args.out / "calibration.json"
     calib = json.loads(path.read_text()) if path.is_file() else {}
-    if args.report:  # no calibration run: an uncalibrated setup has no finished run either
-        return {s: calib[s]["iters"] if s in calib else None for s in args.setups}
     for setup in args.setups:
         if setup in calib:
             continue
@@ -270,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO_ROOT)
     args.command = "python scripts/compare_losses.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     try:
-        iters = budget(args)
+        iters = dict.fromkeys(args.setups) if args.report else budget(args)  # --report starts no run
     except RuntimeError as err:
         print(f"[compare] {err}", file=sys.stderr)
         return 1
@@ -299,15 +304,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     table = report.aggregate(summaries, args.setups, chosen)
-    per_setup = ", ".join(f"{s} {'not calibrated' if n is None else n}" for s, n in iters.items())
-    if args.minutes is not None:
-        unit = f"{args.minutes:g} training minutes (calibrated iterations: {per_setup})"
+    if args.report:
+        iters = {s: round(row["mean"]["iterations"]) if row["runs"] else None for s, row in table.items()}
+        unit = "the finished runs (--report), " + format_iters(iters, "iterations per run")
+    elif args.minutes is not None:
+        unit = f"{args.minutes:g} training minutes ({format_iters(iters, 'calibrated iterations')})"
     else:
-        unit = f"{iters[args.setups[0]]} iterations" if len(set(iters.values())) == 1 else f"iterations: {per_setup}"
+        unit = format_iters(iters, "iterations")
     settings = {"data": args.data, "seeds": args.seeds, "lrs": args.lrs, "device": args.device, "budget": unit,
                 "command": args.command, "setups": args.setups, "iterations": iters}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"settings": settings, "setups": table}, indent=1) + "\n")
+    strict = _repo_module("alrp.metrics.report").metrics_to_json({"settings": settings, "setups": table})  # NaN: null
+    (args.out / "results.json").write_text(json.dumps(strict, indent=1, allow_nan=False) + "\n")
     (args.out / "results.md").write_text(report.markdown(table, settings))
     report.plot_curves(table, args.out / "curves.png")
     figures = [args.out / "curves.png"]

@@ -55,6 +55,15 @@ def class_curves(records: Iterable[dict]) -> dict[str, list[list[float]]]:
     return {name: [[it, by_iter[it][name]] for it in sorted(by_iter) if name in by_iter[it]] for name in names}
 
 
+def val_annotations(run_dir: Path) -> Path:
+    """The val annotation file of a run, from its resolved config.yaml (a relative data root is the repository's:
+    compare_losses.py runs train.py from there). Raises OSError, KeyError or TypeError for a broken run folder."""
+    import yaml
+
+    data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+    return Path(__file__).resolve().parents[1] / data["root"] / "annotations" / f"instances_{data['val_split']}.json"
+
+
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for one value); NaN/None values are left out."""
     values = [float(v) for v in values if v is not None and math.isfinite(float(v))]

@@ -86,6 +86,25 @@ def test_only_the_best_lr_runs_count_when_the_folder_holds_an_lr_grid(compare):
     assert [r["run"] for r in table["a"]] == ["lr0.002_seed0"] and left_out == ["a/lr0.001_seed0 (not the best lr)"]
 
 
+def test_a_setup_with_an_unfinished_lr_grid_is_left_out_whole(compare):
+    _run(compare, "a", "lr0.001_seed0", [STRETCHED, EXACT])
+    _run(compare, "a", "lr0.002_seed0", [EXACT], finished=False)  # the grid's other lr is still training
+    (compare / "results.json").write_text(json.dumps({"setups": {"a": {"best_lr": None}}}))  # as --report writes
+    table, left_out = ap_by_iou.collect(compare, ["a"])
+    assert table == {} and left_out == [f"a (lr grid unfinished: no best lr in {compare / 'results.json'})"]
+    (compare / "results.json").unlink()
+    table, left_out = ap_by_iou.collect(compare, ["a"])  # two lrs in the folder and no table: no guess either
+    assert table == {} and "runs at lr0.001, lr0.002" in left_out[0]
+
+
+def test_broken_or_missing_run_folders_are_named_not_a_traceback(compare):
+    _run(compare, "a", "lr0.001_seed0", [STRETCHED, EXACT])
+    (compare / "runs" / "a" / "lr0.001_seed0" / "config.yaml").unlink()
+    table, left_out = ap_by_iou.collect(compare, ["a", "typo"])
+    assert table == {}
+    assert left_out[0].startswith("a/lr0.001_seed0 (FileNotFoundError") and left_out[1] == "typo (no runs)"
+
+
 def test_the_final_checkpoint_is_found_by_its_pointer_when_its_weights_were_not_kept(compare):
     _run(compare, "a", "lr0.001_seed0", [STRETCHED, EXACT])
     (compare / "runs" / "a" / "lr0.001_seed0" / "checkpoints" / "ckpt_e0001_i00000010.pth").unlink()

@@ -70,12 +70,14 @@ def test_per_setup_budgets_from_a_calibration_scale_with_the_schedule_lever(tmp_
     assert iters_of("delta_2") == "792"  # only the aLRP setup applies: one number
     inline = levers.parse_args(["--data", "d", "--lr", "0.001", "--iters", "focal_sl1=5,alrp_giou_sb=4"])
     assert inline.iters == {"alrp_giou_sb": 4, "focal_sl1": 5}
-    for budget in (["--iters-from", str(calibration), "--setups", "alrp_giou_sb,aploss_sl1"],  # not calibrated
-                   ["--iters-from", str(tmp_path / "missing.json")], ["--iters", "alrp_giou_sb=4"],
-                   ["--iters", "4", "--iters-from", str(calibration)]):
+    for budget, message in (
+            (["--iters-from", str(calibration), "--setups", "alrp_giou_sb,aploss_sl1"], "no calibration for aploss_sl1"),
+            (["--iters-from", str(tmp_path / "missing.json")], "not a readable calibration.json"),
+            (["--iters", "alrp_giou_sb=4"], "--iters: name each setup once"),
+            (["--iters", "4", "--iters-from", str(calibration)], "not allowed with argument")):
         with pytest.raises(SystemExit):
             levers.parse_args(["--data", "d", "--lr", "0.001", *budget])
-    assert "aploss_sl1" in capsys.readouterr().err
+        assert message in capsys.readouterr().err, budget
 
 
 def test_dry_run_prints_every_levers_runs(tmp_path, capsys):

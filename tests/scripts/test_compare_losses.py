@@ -142,17 +142,25 @@ def test_report_tabulates_the_finished_runs_and_starts_none(tmp_path, monkeypatc
 
     monkeypatch.setattr(compare, "_execute", no_run)
     argv = ["--data", str(tmp_path / "d"), "--setups", "focal_giou,alrp_giou_sb", "--seeds", "0,1,2",
-            "--lrs", "0.001", "--minutes", "5", "--out", str(out), "--report"]
+            "--lrs", "0.001", "--out", str(out), "--report"]  # no budget needed
     assert compare.main(argv) == 0
     printed = capsys.readouterr().out
     assert "# not finished: focal_giou lr 0.001 seed 2" in printed
     assert "# not finished: alrp_giou_sb lr 0.001 seed 0" in printed
-    results = json.loads((out / "results.json").read_text())
+
+    def strict(text):
+        raise AssertionError(f"results.json holds {text}")
+
+    results = json.loads((out / "results.json").read_text(), parse_constant=strict)  # no NaN for the empty row
     assert results["setups"]["focal_giou"]["seeds"] == [0, 1]
     assert results["setups"]["focal_giou"]["mean"]["AP"] == pytest.approx(0.32)
-    assert results["setups"]["alrp_giou_sb"]["runs"] == []
-    assert "alrp_giou_sb not calibrated" in results["settings"]["budget"]
+    assert results["setups"]["alrp_giou_sb"]["runs"] == [] and results["setups"]["alrp_giou_sb"]["mean"]["AP"] is None
+    assert results["settings"]["budget"] == ("the finished runs (--report), iterations per run: focal_giou 10, "
+                                             "alrp_giou_sb –")  # from the runs (_summary: 10 iterations)
     assert "| focal_giou | 0.001 | 2 |" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        compare.parse_args(argv[:-1])  # without --report a budget is required
+    assert "--iters --minutes is required" in capsys.readouterr().err
 
 
 def test_calibration_keeps_entries_a_concurrent_sitting_wrote(tmp_path, monkeypatch):

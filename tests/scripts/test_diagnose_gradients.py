@@ -92,7 +92,9 @@ def test_alrp_loc_weight_follows_the_positives_each_one_outranks():
     stats = diag.loc_weight_shares(build_criterion(LossConfig(name="alrp", box_loss="giou")), lt, num_classes=2)
     assert stats["loc_share_class0"] == pytest.approx(0.75) and stats["loc_share_class1"] == pytest.approx(0.25)
     assert stats["pos_share_class0"] == stats["pos_share_class1"] == 0.5
-    assert diag.loc_weight_ratios([stats, stats], 2) == pytest.approx([1.5, 0.5])
+    other_batch = {"loc_share_class0": 0.2, "pos_share_class0": 0.1, "loc_share_class1": 0.8, "pos_share_class1": 0.9}
+    # summed over batches: class 0 (0.75 + 0.2) / (0.5 + 0.1), class 1 (0.25 + 0.8) / (0.5 + 0.9)
+    assert diag.loc_weight_ratios([stats, other_batch], 2) == pytest.approx([0.95 / 0.6, 1.05 / 1.4])
     focal = build_criterion(LossConfig(name="focal", box_loss="giou"))
     grouped = build_criterion(LossConfig(name="alrp", box_loss="giou", rank_group=1))
     assert diag.loc_weight_shares(focal, lt, 2) == {} and diag.loc_weight_shares(grouped, lt, 2) == {}
