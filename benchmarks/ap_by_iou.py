@@ -68,17 +68,17 @@ def _lr_of(run_dir: Path) -> str:
     return run_dir.name.split("_seed")[0]  # compare_losses.py names runs lr<lr>_seed<seed>
 
 
-def table_runs(compare: Path, setup: str) -> tuple[list[Path], list[str]]:
+def table_runs(compare: Path, setup: str, results: dict) -> tuple[list[Path], list[str]]:
     """The setup's finished runs at its best lr, and the runs left out with why.
 
-    The best lr is the one the table's results.json names; without one there, a folder whose runs all share one lr
-    uses that lr. A setup whose lr grid is unfinished has no best lr yet: all its runs are left out.
+    The best lr is the one the table's results.json (`results`: its "setups", {} without the file) names; without
+    one there, a folder whose runs all share one lr uses that lr. A setup whose lr grid is unfinished has no best lr
+    yet: all its runs are left out.
     """
     run_dirs = sorted(d for d in (compare / "runs" / setup).glob("*/") if d.is_dir())
     if not run_dirs:
         return [], [f"{setup} (no runs)"]
     results_path = compare / "results.json"
-    results = json.loads(results_path.read_text())["setups"] if results_path.is_file() else {}
     lrs = {_lr_of(d) for d in run_dirs}
     if results.get(setup, {}).get("best_lr") is not None:
         keep = f"lr{results[setup]['best_lr']:g}"
@@ -118,8 +118,10 @@ def collect(compare: Path, setups: list[str]) -> tuple[dict[str, list[dict]], li
     """({setup: [one ap_by_iou dict per finished best-lr run, with "run"]}, [runs left out, with why])."""
     table: dict[str, list[dict]] = {}
     left_out: list[str] = []
+    results_path = compare / "results.json"
+    results = json.loads(results_path.read_text())["setups"] if results_path.is_file() else {}
     for setup in setups:
-        runs, skipped = table_runs(compare, setup)
+        runs, skipped = table_runs(compare, setup, results)
         left_out += skipped
         for run_dir in runs:
             try:

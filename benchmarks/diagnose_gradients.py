@@ -89,12 +89,7 @@ def loc_weight_shares(criterion, lt, num_classes: int) -> dict[str, float]:
 def loc_weight_ratios(rows: list[dict], num_classes: int) -> list[float]:
     """Per class: its loc-weight share over its positive share, each summed over the batches (so every batch counts
     equally, whatever its number of positives); NaN without data."""
-    ratios = []
-    for k in range(num_classes):
-        present = [r for r in rows if f"loc_share_class{k}" in r]
-        positives = sum(r[f"pos_share_class{k}"] for r in present)
-        ratios.append(sum(r[f"loc_share_class{k}"] for r in present) / positives if positives > 0 else math.nan)
-    return ratios
+    return pooled_class_ratios(rows, num_classes, "loc_share_class", "pos_share_class")
 
 
 def class_push_ratios(rows: list[dict], num_classes: int) -> list[float]:
@@ -104,10 +99,17 @@ def class_push_ratios(rows: list[dict], num_classes: int) -> list[float]:
     Pooled over batches, so a batch with one positive of the class weighs by its gradient, not as a whole batch.
     NaN when the class had no positive gradient in any batch.
     """
+    return pooled_class_ratios(rows, num_classes, "sum_g_neg_class", "sum_g_pos_class")
+
+
+def pooled_class_ratios(rows: list[dict], num_classes: int, top: str, bottom: str) -> list[float]:
+    """Per class k: the sum over `rows` of `row[top + k]` over the same sum of `row[bottom + k]` (rows without the
+    class's statistics are skipped; NaN when the bottom sum is not positive)."""
     ratios = []
     for k in range(num_classes):
-        up = sum(r[f"sum_g_pos_class{k}"] for r in rows)
-        ratios.append(sum(r[f"sum_g_neg_class{k}"] for r in rows) / up if up > 0 else math.nan)
+        present = [r for r in rows if f"{top}{k}" in r]
+        below = sum(r[f"{bottom}{k}"] for r in present)
+        ratios.append(sum(r[f"{top}{k}"] for r in present) / below if below > 0 else math.nan)
     return ratios
 
 
