@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alrp.losses.alrp import alrp_loss  # noqa: E402
 from alrp.losses.box import loc_error  # noqa: E402
 from alrp.losses.criterion import ALRPCriterion, build_criterion  # noqa: E402
+from alrp.metrics.report import metrics_to_json  # noqa: E402
 from training.config import load_config  # noqa: E402
 
 
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         result["class_push_ratios"] = {s: dict(zip(names, r)) for s, r in ratios.items()}
         result["class_loc_weight_ratios"] = {s: dict(zip(names, r)) for s, r in loc_ratios.items()}
     if args.json_out:
-        args.json_out.write_text(json.dumps(result, indent=1) + "\n")
+        strict = metrics_to_json(result)  # a statistic without its batches (NaN) is written as null
+        args.json_out.write_text(json.dumps(strict, indent=1, allow_nan=False) + "\n")
     return 0
 
 

@@ -99,3 +99,15 @@ def test_alrp_loc_weight_follows_the_positives_each_one_outranks():
     grouped = build_criterion(LossConfig(name="alrp", box_loss="giou", rank_group=1))
     assert diag.loc_weight_shares(focal, lt, 2) == {} and diag.loc_weight_shares(grouped, lt, 2) == {}
     assert math.isnan(diag.loc_weight_ratios([{}], 1)[0])
+
+
+def test_json_out_is_strict_json(tmp_path, monkeypatch):
+    """A statistic with no batches to average is NaN; --json-out writes it as null, never as a bare NaN."""
+    monkeypatch.setattr(diag, "sb_replay", lambda path, periods: {"period 8": [(8, math.nan), (16, 2.0)]})
+    out = tmp_path / "diag.json"
+    assert diag.main(["--sb-from", str(tmp_path / "metrics.jsonl"), "--batches", "0", "--json-out", str(out)]) == 0
+
+    def reject(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    assert json.loads(out.read_text(), parse_constant=reject) == {"sb": {"period 8": [[8, None], [16, 2.0]]}}
