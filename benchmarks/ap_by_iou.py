@@ -3,11 +3,12 @@
 
 For every finished run of a `scripts/compare_losses.py` table (`<compare>/runs/<setup>/<run>/`) at its setup's best
 lr (the one the table's results.json names), the final weights' val detections (`eval/<final
-checkpoint>_val_results.json`, written by eval.py) are scored again against the run's val annotations: AP at each
-IoU threshold 0.50, 0.55, ..., 0.95 (area all, 100 detections per image), overall and per class, and rho, the
-Spearman correlation between the scores and the IoUs of the true positives at IoU 0.5 (mean over classes; the
-paper's measure of how well a classifier's scores follow localisation quality). No model runs: this reads
-detections only. Runs without saved detections (the torchvision row) are listed and left out.
+checkpoint>_val_results.json`, written by eval.py; `eval/final_val_results.json` for the torchvision row, which
+keeps no checkpoint) are scored again against the run's val annotations: AP at each IoU threshold 0.50, 0.55, ...,
+0.95 (area all, 100 detections per image), overall and per class, and rho, the Spearman correlation between the
+scores and the IoUs of the true positives at IoU 0.5 (mean over classes; the paper's measure of how well a
+classifier's scores follow localisation quality). No model runs: this reads detections only. Runs without saved
+detections (torchvision runs from before they were saved) are listed and left out.
 
 Outputs in `--out` (default `<compare>/ap_by_iou`): ap_by_iou.json, ap_by_iou.md (mean ± std over each setup's
 runs) and ap_by_iou.png (AP against the IoU threshold, one line per setup, one panel per class).
@@ -33,6 +34,7 @@ from alrp.metrics.evaluation import compute_evaluation  # noqa: E402
 from training.checkpoint import find_latest  # noqa: E402
 
 RESULT_FILE = "compare_result.json"  # compare_losses.py's mark of a finished run
+TORCHVISION_DETECTIONS = "final_val_results.json"  # under eval/, as scripts/train_torchvision.py writes it
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,9 +60,8 @@ def run_detections(run_dir: Path) -> tuple[Path, Path] | None:
     """
     pointer = run_dir / "checkpoints" / "latest"
     latest = Path(pointer.read_text().strip()) if pointer.is_file() else find_latest(run_dir)
-    if latest is None:
-        return None
-    detections = run_dir / "eval" / f"{latest.stem}_val_results.json"
+    name = f"{latest.stem}_val_results.json" if latest else TORCHVISION_DETECTIONS  # torchvision keeps no checkpoint
+    detections = run_dir / "eval" / name
     return (report.val_annotations(run_dir), detections) if detections.is_file() else None
 
 

@@ -8,7 +8,8 @@ anchors of our `model.anchors` sizes so that the comparison is not about anchor 
 final weights are scored by our evaluator. Same command line as train.py (no --resume: an unfinished run restarts).
 
 Run folder: config.yaml, metrics.jsonl (iter / epoch / stop / eval lines as train.py writes them),
-eval_metrics.json (the final evaluation, as eval.py --json-out writes it).
+eval_metrics.json (the final evaluation, as eval.py --json-out writes it) and eval/final_val_results.json (the
+final weights' val detections, COCO results format, for benchmarks/ap_by_iou.py).
 
 Example: python scripts/train_torchvision.py --config configs/small/bccd_torchvision_retinanet.yaml
 """
@@ -43,6 +44,7 @@ from training.logging import JsonlWriter  # noqa: E402
 from training.optim import build_optimizer, build_scheduler, scaled_lr  # noqa: E402
 
 METRICS_FILE = "eval_metrics.json"
+FINAL_DETECTIONS = Path("eval") / "final_val_results.json"  # the final weights' val detections (no checkpoint)
 
 
 def build_tv_retinanet(cfg: Config, num_classes: int) -> RetinaNet:
@@ -112,7 +114,11 @@ def train(cfg: Config) -> dict:
     jsonl, iteration, metrics = JsonlWriter(run_dir / "metrics.jsonl"), 0, None
 
     def evaluate(kind: str, epoch: int, seconds: float) -> dict:
-        full = coco_metrics(val_set, evaluate_tv(net, val_loader, device, cfg))
+        detections = evaluate_tv(net, val_loader, device, cfg)
+        if kind == "eval":  # the final weights
+            (run_dir / FINAL_DETECTIONS).parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / FINAL_DETECTIONS).write_text(json.dumps(detections))
+        full = coco_metrics(val_set, detections)
         scalars = {k: v for k, v in full.items() if isinstance(v, (int, float))}
         scalars.update(class_ap_scalars(full, class_names(val_set)))
         jsonl.write({"type": kind, "epoch": epoch, "iteration": iteration, "train_seconds": seconds, **scalars})

@@ -112,6 +112,20 @@ def test_the_final_checkpoint_is_found_by_its_pointer_when_its_weights_were_not_
     assert not left_out and table["a"][0]["AP"][0] == pytest.approx(1.0)
 
 
+def test_a_run_without_checkpoints_is_scored_from_its_final_detections(compare):
+    """The torchvision row keeps no checkpoint; train_torchvision.py saves its final val detections by name."""
+    _run(compare, "torchvision_retinanet", "lr0.001_seed0", None)
+    run = compare / "runs" / "torchvision_retinanet" / "lr0.001_seed0"
+    for f in ("ckpt_e0001_i00000010.pth", "latest"):
+        (run / "checkpoints" / f).unlink()
+    table, left_out = ap_by_iou.collect(compare, ["torchvision_retinanet"])
+    assert table == {} and "no saved val detections" in left_out[0]  # a run from before they were saved
+    (run / "eval").mkdir()
+    (run / "eval" / "final_val_results.json").write_text(json.dumps([STRETCHED, EXACT]))
+    table, left_out = ap_by_iou.collect(compare, ["torchvision_retinanet"])
+    assert not left_out and table["torchvision_retinanet"][0]["AP"] == pytest.approx([1.0] * 6 + [0.5] * 4)
+
+
 def test_a_folder_that_is_not_a_comparison_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ap_by_iou.parse_args(["--compare", str(tmp_path)])
