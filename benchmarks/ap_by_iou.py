@@ -55,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_detections(run_dir: Path) -> tuple[Path, Path] | None:
     """(val annotation file, final weights' val detections) of a finished run; None when it saved no detections.
 
-    The final checkpoint is the one `checkpoints/latest` names, even when the weights themselves were not kept.
+    The final checkpoint is the one `checkpoints/latest` names, even when the weights themselves were not kept; a run
+    with no checkpoint at all (the torchvision row) is read from `eval/final_val_results.json`.
     Raises OSError, KeyError or TypeError for a run folder without a readable config.yaml.
     """
     pointer = run_dir / "checkpoints" / "latest"
