@@ -34,7 +34,6 @@ from alrp.metrics.evaluation import compute_evaluation  # noqa: E402
 from training.checkpoint import find_latest  # noqa: E402
 
 RESULT_FILE = "compare_result.json"  # compare_losses.py's mark of a finished run
-TORCHVISION_DETECTIONS = "final_val_results.json"  # under eval/, as scripts/train_torchvision.py writes it
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,8 +60,8 @@ def run_detections(run_dir: Path) -> tuple[Path, Path] | None:
     """
     pointer = run_dir / "checkpoints" / "latest"
     latest = Path(pointer.read_text().strip()) if pointer.is_file() else find_latest(run_dir)
-    name = f"{latest.stem}_val_results.json" if latest else TORCHVISION_DETECTIONS  # torchvision keeps no checkpoint
-    detections = run_dir / "eval" / name
+    stem = latest.stem if latest else "final"  # no checkpoint: train_torchvision.py's FINAL_DETECTIONS
+    detections = run_dir / "eval" / f"{stem}_val_results.json"
     return (report.val_annotations(run_dir), detections) if detections.is_file() else None
 
 

@@ -44,7 +44,7 @@ from training.logging import JsonlWriter  # noqa: E402
 from training.optim import build_optimizer, build_scheduler, scaled_lr  # noqa: E402
 
 METRICS_FILE = "eval_metrics.json"
-FINAL_DETECTIONS = Path("eval") / "final_val_results.json"  # the final weights' val detections (no checkpoint)
+FINAL_DETECTIONS = Path("eval") / "final_val_results.json"  # eval.py's <stem>_<split>_results.json, stem "final"
 
 
 def build_tv_retinanet(cfg: Config, num_classes: int) -> RetinaNet:
