@@ -16,7 +16,9 @@ the baseline.
 Example (GPU): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 --iters 800 --device cuda
 Example (CPU, 32 minutes a run): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 \
     --iters-from runs/compare/bccd_cpu32/calibration.json --out runs/levers/bccd_cpu32
-Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands.
+Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands. `--baseline-from
+<compare out>` takes the baseline's runs from a finished `compare_losses.py` table at the same lr, seeds and budget
+(linked, not retrained), so the levers are compared with the very runs of that table.
 """
 from __future__ import annotations
 
@@ -86,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="default runs/levers/<data folder name>")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="extra config overrides for every run")
+    p.add_argument("--baseline-from", type=Path, metavar="COMPARE_OUT",
+                   help="link the baseline's runs from this compare_losses.py folder instead of training them")
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     p.add_argument("--keep-going", action="store_true", help="go on with the other levers after a failure")
     args = p.parse_args(argv)
@@ -104,7 +108,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError as err:
         p.error(f"--iters: {err}" if args.iters is not None else str(err))
     args.out = repo_relative(args.out or Path("runs") / "levers" / Path(args.data).name)
+    if args.baseline_from is not None:
+        if args.overrides:
+            p.error("--baseline-from cannot be combined with --set: the linked runs were trained without it")
+        if "baseline" not in args.levers:
+            args.levers.insert(0, "baseline")
     return args
+
+
+def link_baseline(args: argparse.Namespace) -> None:
+    """Links each setup's and seed's finished run of the --baseline-from table into `<out>/baseline/runs/`, after
+    checking that it ran at this lr, seed and budget; raises ValueError naming the first run that does not."""
+    source = REPO_ROOT / args.baseline_from
+    for setup in args.setups:
+        for seed in (int(x) for x in args.seeds.split(",") if x):
+            name = compare_losses.Run(setup, args.lr, seed, args.iters[setup], tuning=False).name
+            src = source / "runs" / setup / name
+            try:
+                result = json.loads((src / compare_losses.RESULT_FILE).read_text())
+            except (OSError, ValueError):
+                raise ValueError(f"--baseline-from: {src} is not a finished run") from None
+            if (result.get("lr"), result.get("seed"), result.get("iterations")) != (args.lr, seed, args.iters[setup]):
+                raise ValueError(f"--baseline-from: {src} ran lr {result.get('lr')}, seed {result.get('seed')}, "
+                                 f"{result.get('iterations')} iterations; the levers use lr {args.lr:g}, seed {seed}, "
+                                 f"{args.iters[setup]} iterations")
+            dst = REPO_ROOT / args.out / "baseline" / "runs" / setup / name
+            if not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.symlink_to(src.resolve(), target_is_directory=True)
 
 
 def calibrated_iters(path: Path, setups: list[str]) -> dict[str, int]:
@@ -190,8 +221,17 @@ def markdown(table: dict[str, dict[str, dict]], setups: list[str], header: str) 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.baseline_from is not None and not args.dry_run:
+        try:
+            link_baseline(args)
+        except ValueError as err:
+            print(f"compare_levers.py: error: {err}", file=sys.stderr)
+            return 2
     failed = 0
     for name in args.levers:
+        if name == "baseline" and args.baseline_from is not None and args.dry_run:
+            print(f"# baseline: runs linked from {args.baseline_from}")
+            continue
         sub = lever_argv(args, name)
         if sub is None:
             print(f"# {name}: applies to none of {args.setups}")
@@ -206,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     table = collect(REPO_ROOT / args.out, args.levers, args.setups)
     budget = compare_losses.format_iters(args.iters, "iterations")
     header = (f"Levers on {args.data}: baseline lr {args.lr:g}, {budget}, seeds {args.seeds}, "
-              f"device {args.device}; mean ± std over seeds, final weights on val.")
+              f"device {args.device}; mean ± std over seeds, final weights on val."
+              + (f" Baseline: the runs of {args.baseline_from}." if args.baseline_from is not None else ""))
     (REPO_ROOT / args.out / "levers.md").write_text(markdown(table, args.setups, header))
     (REPO_ROOT / args.out / "levers.json").write_text(json.dumps(table, indent=1) + "\n")
     print(f"[levers] {args.out / 'levers.md'}")

@@ -126,3 +126,44 @@ def test_the_prior_lever_skips_the_torchvision_row_which_ignores_it():
     assert not levers.LEVERS["prior_0.1"].applies_to("torchvision_retinanet")
     assert levers.LEVERS["prior_0.1"].applies_to("focal_sl1")
     assert levers.LEVERS["warmup_0"].applies_to("torchvision_retinanet")
+
+
+def _finished_run(run_dir, setup, seed, ap, iterations):
+    """A finished compare_losses.py run: its compare_result.json."""
+    run_dir.mkdir(parents=True)
+    summary = {"setup": setup, "lr": 0.001, "seed": seed, "tuning": seed == 0, "iterations": iterations,
+               "train_seconds": 60.0, "s_per_iter": 6.0, "wall_seconds": 90.0, "per_class_AP": {"a": ap},
+               "metrics": {"AP": ap, "AP50": ap, "AP75": ap / 2, "AP90": 0.0, "oLRP": 1 - ap, "oLRP_loc": None,
+                           "oLRP_FP": 0.5, "oLRP_FN": 0.5}, "curve": [[5, ap / 2, 0.9], [10, ap, 1 - ap]]}
+    (run_dir / "compare_result.json").write_text(json.dumps(summary))
+
+
+def test_baseline_from_links_a_tables_runs_and_trains_none(tmp_path, monkeypatch, capsys):
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    table = tmp_path / "table"
+    for seed, ap in ((0, 0.50), (1, 0.54)):
+        _finished_run(table / "runs" / "alrp_giou_sb" / f"lr0.001_seed{seed}", "alrp_giou_sb", seed, ap, 10)
+
+    def no_run(cmd):
+        raise AssertionError(f"the linked baseline started {cmd}")
+
+    monkeypatch.setattr(levers.compare_losses, "_execute", no_run)
+    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--levers", "baseline", "--seeds", "0,1",
+            "--lr", "0.001", "--iters", "10", "--out", str(tmp_path / "out"), "--baseline-from", str(table)]
+    assert levers.main(argv) == 0
+    linked = tmp_path / "out" / "baseline" / "runs" / "alrp_giou_sb" / "lr0.001_seed1"
+    assert linked.is_symlink() and linked.resolve() == (table / "runs" / "alrp_giou_sb" / "lr0.001_seed1").resolve()
+    table_json = json.loads((tmp_path / "out" / "levers.json").read_text())
+    assert table_json["baseline"]["alrp_giou_sb"]["AP"][0] == pytest.approx(0.52)
+    assert f"Baseline: the runs of {table}" in (tmp_path / "out" / "levers.md").read_text()
+
+    # A table run at another budget is refused in one line, before anything is linked or trained.
+    _finished_run(table / "runs" / "alrp_giou_sb" / "lr0.001_seed2", "alrp_giou_sb", 2, 0.5, 12)
+    argv_seed2 = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "2", "--lr", "0.001",
+                  "--iters", "10", "--out", str(tmp_path / "out2"), "--baseline-from", str(table)]
+    assert levers.main(argv_seed2) == 2
+    err = capsys.readouterr().err
+    assert "ran lr 0.001, seed 2, 12 iterations; the levers use lr 0.001, seed 2, 10 iterations" in err
+    assert not (tmp_path / "out2" / "baseline").exists()
+    with pytest.raises(SystemExit):  # the linked runs were trained without any extra override
+        levers.parse_args([*argv, "--set", "loss.delta=0.5"])
