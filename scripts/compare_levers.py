@@ -104,8 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.iters is not None:
             args.iters = compare_losses.parse_iters(args.iters, args.setups)
         else:
-            args.iters = calibrated_iters(args.iters_from, args.setups)
-    except ValueError as err:
+            args.iters = calibrated_iters(args.iters_from, args.setups, args.data, args.device)
+    except (ValueError, RuntimeError) as err:
         p.error(f"--iters: {err}" if args.iters is not None else str(err))
     args.out = repo_relative(args.out or Path("runs") / "levers" / Path(args.data).name)
     if args.baseline_from is not None:
@@ -138,8 +138,9 @@ def link_baseline(args: argparse.Namespace) -> None:
                 dst.symlink_to(src.resolve(), target_is_directory=True)
 
 
-def calibrated_iters(path: Path, setups: list[str]) -> dict[str, int]:
-    """{setup: iterations} from compare_losses.py's calibration.json ({setup: {"iters": N, "s_per_iter": s}})."""
+def calibrated_iters(path: Path, setups: list[str], data: str, device: str) -> dict[str, int]:
+    """{setup: iterations} from compare_losses.py's calibration.json ({setup: {"iters": N, "s_per_iter": s, "data":
+    path, "device": d}}); refuses an entry measured on other data or another device."""
     try:
         calibration = json.loads(path.read_text())
         iters = {s: int(calibration[s]["iters"]) for s in setups if s in calibration}
@@ -149,6 +150,8 @@ def calibrated_iters(path: Path, setups: list[str]) -> dict[str, int]:
     if missing:
         raise ValueError(f"--iters-from {path}: no calibration for {', '.join(missing)} (run compare_losses.py "
                          f"--minutes with these setups and this --out first)")
+    for setup in setups:
+        compare_losses.check_calibration(path, setup, calibration[setup], str(repo_relative(Path(data))), device)
     return iters
 
 

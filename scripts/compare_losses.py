@@ -6,7 +6,7 @@ Setups are configs `<config-dir>/<prefix><setup>.yaml` (default `configs/small/b
 in their loss; `torchvision_retinanet` is the external reference row (scripts/train_torchvision.py). Steps:
 1. budget: `--iters N` for every setup, `--iters setup=N,...` per setup, or `--minutes M`: each setup gets the
    iterations that fill M minutes at its own speed, measured by a short calibration run (stored in
-   `<out>/calibration.json`, reused by later sittings);
+   `<out>/calibration.json` with the data and device it ran on, reused by later sittings on the same ones);
 2. tuning: every lr of `--lrs` on the first seed (the same grid for every setup); the best by final val AP;
 3. seeds: each setup's best lr on the remaining seeds;
 4. `<out>/results.json`, `<out>/results.md` (mean ± std over seeds of AP, AP50, AP75, AP90, oLRP and its
@@ -229,6 +229,20 @@ def execute(args: argparse.Namespace, run: Run) -> dict | None:
     return summary
 
 
+def calibration_source(data: str, device: str) -> dict[str, str]:
+    """What a calibration entry was measured on: the dataset's resolved path and the device."""
+    return {"data": str((REPO_ROOT / data).resolve()), "device": device}
+
+
+def check_calibration(path: Path, setup: str, entry: dict, data: str, device: str) -> None:
+    """Raises RuntimeError when the entry was measured on other data or another device (entries written before
+    these were recorded carry neither and pass unchecked)."""
+    for key, value in calibration_source(data, device).items():
+        if key in entry and entry[key] != value:
+            raise RuntimeError(f"{path}: {setup} was calibrated with {key} {entry[key]}, not {value}; "
+                               f"use another --out or delete its entry")
+
+
 def budget(args: argparse.Namespace) -> dict[str, int] | None:
     """Iterations per setup: --iters, or --minutes over each setup's calibrated s/iter (None: not calibrated yet)."""
     if args.iters is not None:
@@ -237,6 +251,7 @@ def budget(args: argparse.Namespace) -> dict[str, int] | None:
     calib = json.loads(path.read_text()) if path.is_file() else {}
     for setup in args.setups:
         if setup in calib:
+            check_calibration(path, setup, calib[setup], args.data, args.device)
             continue
         run = Run(setup, args.lrs[0], args.seeds[0], args.calib_iters, tuning=False)
         run_dir = args.out / "calibration" / setup
@@ -249,7 +264,8 @@ def budget(args: argparse.Namespace) -> dict[str, int] | None:
             raise RuntimeError(f"calibration of {setup} failed")
         iterations, seconds = report.train_time(report.read_jsonl(run_dir / "metrics.jsonl"))
         entry = {"s_per_iter": seconds / max(1, iterations),
-                 "iters": max(1, int(args.minutes * 60 * max(1, iterations) / max(seconds, 1e-9)))}
+                 "iters": max(1, int(args.minutes * 60 * max(1, iterations) / max(seconds, 1e-9))),
+                 **calibration_source(args.data, args.device)}
         # Re-read before writing: a concurrent sitting (other --setups, same --out) may have added its setups.
         calib = {**(json.loads(path.read_text()) if path.is_file() else {}), setup: entry}
         path.parent.mkdir(parents=True, exist_ok=True)

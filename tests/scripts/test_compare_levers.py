@@ -80,6 +80,20 @@ def test_per_setup_budgets_from_a_calibration_scale_with_the_schedule_lever(tmp_
         assert message in capsys.readouterr().err, budget
 
 
+def test_a_calibration_from_other_data_or_another_device_is_refused(tmp_path, capsys):
+    data = tmp_path / "bccd"
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"alrp_giou_sb": {"s_per_iter": 2.4, "iters": 792, "data": str(data.resolve()),
+                                                        "device": "cpu"}}))
+    argv = ["--lr", "0.0005", "--setups", "alrp_giou_sb", "--iters-from", str(calibration)]
+    assert levers.parse_args(["--data", str(data), *argv]).iters == {"alrp_giou_sb": 792}
+    for other, message in ((["--data", str(tmp_path / "trees")], f"calibrated with data {data.resolve()}, not"),
+                           (["--data", str(data), "--device", "cuda"], "calibrated with device cpu, not cuda")):
+        with pytest.raises(SystemExit):
+            levers.parse_args([*other, *argv])
+        assert message in capsys.readouterr().err, other
+
+
 def test_dry_run_prints_every_levers_runs(tmp_path, capsys):
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     argv = ["--data", str(tmp_path / "d"), "--lr", "0.001", "--iters", "40", "--seeds", "0", "--out",

@@ -181,7 +181,34 @@ def test_calibration_keeps_entries_a_concurrent_sitting_wrote(tmp_path, monkeypa
     args = compare.parse_args(["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "0",
                                "--lrs", "0.001", "--minutes", "5", "--out", str(out)])
     assert compare.budget(args) == {"alrp_giou_sb": 150}  # 300 s at 2 s/iter
-    assert set(json.loads((out / "calibration.json").read_text())) == {"alrp_giou_sb", "focal_giou"}
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert set(calibration) == {"alrp_giou_sb", "focal_giou"}
+    assert calibration["alrp_giou_sb"]["data"] == str((tmp_path / "d").resolve())
+    assert calibration["alrp_giou_sb"]["device"] == "cpu"
+
+
+def test_a_calibration_is_reused_only_on_its_own_data_and_device(tmp_path, monkeypatch, capsys):
+    compare = load_script("scripts/compare_losses.py")
+    for name in ("d", "e"):
+        write_synthetic_coco(tmp_path / name, "train", num_images=8)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "calibration.json").write_text(json.dumps({
+        "alrp_giou_sb": {"s_per_iter": 2.0, "iters": 150, "data": str((tmp_path / "d").resolve()), "device": "cpu"},
+        "focal_giou": {"s_per_iter": 2.0, "iters": 140}}))  # written before data and device were recorded
+
+    def no_run(cmd):
+        raise AssertionError(f"started {cmd}")
+
+    monkeypatch.setattr(compare, "_execute", no_run)
+    argv = ["--setups", "alrp_giou_sb,focal_giou", "--seeds", "0", "--lrs", "0.001", "--minutes", "5", "--out",
+            str(out), "--dry-run"]
+    assert compare.budget(compare.parse_args(["--data", str(tmp_path / "d"), *argv])) == {"alrp_giou_sb": 150,
+                                                                                           "focal_giou": 140}
+    with pytest.raises(RuntimeError, match="calibrated with device cpu, not cuda"):
+        compare.budget(compare.parse_args(["--data", str(tmp_path / "d"), "--device", "cuda", *argv]))
+    assert compare.main(["--data", str(tmp_path / "e"), *argv]) == 1
+    assert f"alrp_giou_sb was calibrated with data {(tmp_path / 'd').resolve()}, not" in capsys.readouterr().err
 
 
 def test_torchvision_row_inputs_and_model(tmp_path):
