@@ -216,7 +216,7 @@ def markdown(table: dict[str, dict[str, dict]], setups: list[str], header: str) 
                 continue
             ap, base_ap = row[setup]["AP"][0], base.get(setup, {}).get("AP", (None,))[0]
             delta = ap - base_ap if name != "baseline" and ap is not None and base_ap is not None else math.nan
-            cells += [format_mean_std(*row[setup]["AP"]), f"{delta:+.3f}" if math.isfinite(delta) else "–",
+            cells += [format_mean_std(*row[setup]["AP"]), f"{round(delta, 3) + 0.0:+.3f}" if math.isfinite(delta) else "–",
                       format_mean_std(*row[setup]["AP75"]), format_mean_std(*row[setup]["oLRP"])]
         lines.append(f"| {name} | {change} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -116,6 +116,9 @@ def test_table_gives_mean_std_and_the_change_against_the_baseline(tmp_path):
     md = levers.markdown(table, ["alrp_giou_sb", "focal_sl1"], "header")
     assert "| delta_2 | loss.delta=2.0 | 0.550 ± 0.014 | +0.040 | 0.275 ± 0.007 | 0.450 ± 0.014 | n/a |" in md
     assert "| baseline | – | 0.510 ± 0.014 | – |" in md
+    _results(tmp_path / "warmup_0", {"alrp_giou_sb": [0.50, 0.5199998]})  # 0.2 ppm below the baseline: no "-0.000"
+    table = levers.collect(tmp_path, ["baseline", "warmup_0"], ["alrp_giou_sb"])
+    assert "| warmup_0 | train.warmup_iters=0 | 0.510 ± 0.014 | +0.000 |" in levers.markdown(table, ["alrp_giou_sb"], "")
 
 
 @pytest.mark.parametrize("name", sorted(levers.LEVERS))
