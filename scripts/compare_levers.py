@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_losses  # noqa: E402
+import yaml  # noqa: E402
 from compare_report import format_mean_std  # noqa: E402
 from sweep import REPO_ROOT, repo_relative  # noqa: E402
 
@@ -93,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     p.add_argument("--keep-going", action="store_true", help="go on with the other levers after a failure")
     args = p.parse_args(argv)
+    args.data = str(repo_relative(Path(args.data)))
     args.setups = [s for s in args.setups.split(",") if s]
     args.levers = [x for x in args.levers.split(",") if x]
     unknown = [x for x in args.levers if x not in LEVERS]
@@ -111,31 +114,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.baseline_from is not None:
         if args.overrides:
             p.error("--baseline-from cannot be combined with --set: the linked runs were trained without it")
+        args.baseline_from = repo_relative(args.baseline_from)
         if "baseline" not in args.levers:
             args.levers.insert(0, "baseline")
     return args
 
 
-def link_baseline(args: argparse.Namespace) -> None:
-    """Links each setup's and seed's finished run of the --baseline-from table into `<out>/baseline/runs/`, after
-    checking that it ran at this lr, seed and budget; raises ValueError naming the first run that does not."""
-    source = REPO_ROOT / args.baseline_from
+def baseline_links(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(table run, link in `<out>/baseline/runs/`) per setup and seed of the --baseline-from table, after checking
+    that each run finished on this data and device at this lr, seed and budget; raises ValueError (one line) on the
+    first that did not, or when the link's place is taken by anything but that same link."""
+    links = []
     for setup in args.setups:
         for seed in (int(x) for x in args.seeds.split(",") if x):
             name = compare_losses.Run(setup, args.lr, seed, args.iters[setup], tuning=False).name
-            src = source / "runs" / setup / name
+            src = REPO_ROOT / args.baseline_from / "runs" / setup / name
             try:
                 result = json.loads((src / compare_losses.RESULT_FILE).read_text())
-            except (OSError, ValueError):
-                raise ValueError(f"--baseline-from: {src} is not a finished run") from None
-            if (result.get("lr"), result.get("seed"), result.get("iterations")) != (args.lr, seed, args.iters[setup]):
+                config = yaml.safe_load((src / "config.yaml").read_text())
+                ran = {"data": str(Path(config["data"]["root"]).resolve()), "device": config["device"]}
+            except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+                raise ValueError(f"--baseline-from: no finished run of {setup} at lr {args.lr:g}, seed {seed} in "
+                                 f"{args.baseline_from} ({src} lacks its result or config)") from None
+            wanted = (args.lr, seed, args.iters[setup], compare_losses.calibration_source(args.data, args.device))
+            if (result.get("lr"), result.get("seed"), result.get("iterations"), ran) != wanted:
                 raise ValueError(f"--baseline-from: {src} ran lr {result.get('lr')}, seed {result.get('seed')}, "
-                                 f"{result.get('iterations')} iterations; the levers use lr {args.lr:g}, seed {seed}, "
-                                 f"{args.iters[setup]} iterations")
+                                 f"{result.get('iterations')} iterations on {ran['data']} ({ran['device']}); the "
+                                 f"levers use lr {args.lr:g}, seed {seed}, {args.iters[setup]} iterations on "
+                                 f"{wanted[3]['data']} ({args.device})")
             dst = REPO_ROOT / args.out / "baseline" / "runs" / setup / name
-            if not dst.exists():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.symlink_to(src.resolve(), target_is_directory=True)
+            if (dst.exists() or dst.is_symlink()) and not (dst.is_symlink() and dst.resolve() == src.resolve()):
+                raise ValueError(f"--baseline-from: {dst} exists and is not a link to {src}; move it away first")
+            links.append((src, dst))
+    return links
+
+
+def link_baseline(links: list[tuple[Path, Path]]) -> None:
+    """Creates the links baseline_links() checked (those already in place are kept)."""
+    for src, dst in links:
+        if not dst.is_symlink():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(src.resolve(), target_is_directory=True)
 
 
 def calibrated_iters(path: Path, setups: list[str], data: str, device: str) -> dict[str, int]:
@@ -151,7 +170,7 @@ def calibrated_iters(path: Path, setups: list[str], data: str, device: str) -> d
         raise ValueError(f"--iters-from {path}: no calibration for {', '.join(missing)} (run compare_losses.py "
                          f"--minutes with these setups and this --out first)")
     for setup in setups:
-        compare_losses.check_calibration(path, setup, calibration[setup], str(repo_relative(Path(data))), device)
+        compare_losses.check_calibration(path, setup, calibration[setup], data, device)
     return iters
 
 
@@ -216,7 +235,8 @@ def markdown(table: dict[str, dict[str, dict]], setups: list[str], header: str) 
                 continue
             ap, base_ap = row[setup]["AP"][0], base.get(setup, {}).get("AP", (None,))[0]
             delta = ap - base_ap if name != "baseline" and ap is not None and base_ap is not None else math.nan
-            cells += [format_mean_std(*row[setup]["AP"]), f"{round(delta, 3) + 0.0:+.3f}" if math.isfinite(delta) else "–",
+            delta_cell = f"{round(delta, 3) + 0.0:+.3f}" if math.isfinite(delta) else "–"
+            cells += [format_mean_std(*row[setup]["AP"]), delta_cell,
                       format_mean_std(*row[setup]["AP75"]), format_mean_std(*row[setup]["oLRP"])]
         lines.append(f"| {name} | {change} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -224,16 +244,19 @@ def markdown(table: dict[str, dict[str, dict]], setups: list[str], header: str) 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.baseline_from is not None and not args.dry_run:
+    os.chdir(REPO_ROOT)  # every path in args is now absolute or relative to the repository root
+    if args.baseline_from is not None:
         try:
-            link_baseline(args)
+            links = baseline_links(args)
         except ValueError as err:
             print(f"compare_levers.py: error: {err}", file=sys.stderr)
             return 2
+        if not args.dry_run:
+            link_baseline(links)
     failed = 0
     for name in args.levers:
         if name == "baseline" and args.baseline_from is not None and args.dry_run:
-            print(f"# baseline: runs linked from {args.baseline_from}")
+            print(f"# baseline: {len(links)} finished run(s) of {args.baseline_from}, to be linked")
             continue
         sub = lever_argv(args, name)
         if sub is None:

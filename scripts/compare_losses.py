@@ -240,7 +240,7 @@ def check_calibration(path: Path, setup: str, entry: dict, data: str, device: st
     for key, value in calibration_source(data, device).items():
         if key in entry and entry[key] != value:
             raise RuntimeError(f"{path}: {setup} was calibrated with {key} {entry[key]}, not {value}; "
-                               f"use another --out or delete its entry")
+                               f"calibrate on this {key} (compare_losses.py --minutes with a new --out)")
 
 
 def budget(args: argparse.Namespace) -> dict[str, int] | None:

@@ -118,7 +118,8 @@ def test_table_gives_mean_std_and_the_change_against_the_baseline(tmp_path):
     assert "| baseline | – | 0.510 ± 0.014 | – |" in md
     _results(tmp_path / "warmup_0", {"alrp_giou_sb": [0.50, 0.5199998]})  # 0.2 ppm below the baseline: no "-0.000"
     table = levers.collect(tmp_path, ["baseline", "warmup_0"], ["alrp_giou_sb"])
-    assert "| warmup_0 | train.warmup_iters=0 | 0.510 ± 0.014 | +0.000 |" in levers.markdown(table, ["alrp_giou_sb"], "")
+    md = levers.markdown(table, ["alrp_giou_sb"], "")
+    assert "| warmup_0 | train.warmup_iters=0 | 0.510 ± 0.014 | +0.000 |" in md
 
 
 @pytest.mark.parametrize("name", sorted(levers.LEVERS))
@@ -145,42 +146,67 @@ def test_the_prior_lever_skips_the_torchvision_row_which_ignores_it():
     assert levers.LEVERS["warmup_0"].applies_to("torchvision_retinanet")
 
 
-def _finished_run(run_dir, setup, seed, ap, iterations):
-    """A finished compare_losses.py run: its compare_result.json."""
+def _finished_run(run_dir, setup, seed, ap, iterations, data):
+    """A finished compare_losses.py run on `data` (cpu): its compare_result.json and resolved config.yaml."""
     run_dir.mkdir(parents=True)
     summary = {"setup": setup, "lr": 0.001, "seed": seed, "tuning": seed == 0, "iterations": iterations,
                "train_seconds": 60.0, "s_per_iter": 6.0, "wall_seconds": 90.0, "per_class_AP": {"a": ap},
                "metrics": {"AP": ap, "AP50": ap, "AP75": ap / 2, "AP90": 0.0, "oLRP": 1 - ap, "oLRP_loc": None,
                            "oLRP_FP": 0.5, "oLRP_FN": 0.5}, "curve": [[5, ap / 2, 0.9], [10, ap, 1 - ap]]}
     (run_dir / "compare_result.json").write_text(json.dumps(summary))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"data": {"root": str(data)}, "device": "cpu"}))
 
 
 def test_baseline_from_links_a_tables_runs_and_trains_none(tmp_path, monkeypatch, capsys):
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     table = tmp_path / "table"
     for seed, ap in ((0, 0.50), (1, 0.54)):
-        _finished_run(table / "runs" / "alrp_giou_sb" / f"lr0.001_seed{seed}", "alrp_giou_sb", seed, ap, 10)
+        _finished_run(table / "runs" / "alrp_giou_sb" / f"lr0.001_seed{seed}", "alrp_giou_sb", seed, ap, 10,
+                      tmp_path / "d")
 
     def no_run(cmd):
         raise AssertionError(f"the linked baseline started {cmd}")
 
     monkeypatch.setattr(levers.compare_losses, "_execute", no_run)
-    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--levers", "baseline", "--seeds", "0,1",
-            "--lr", "0.001", "--iters", "10", "--out", str(tmp_path / "out"), "--baseline-from", str(table)]
-    assert levers.main(argv) == 0
-    linked = tmp_path / "out" / "baseline" / "runs" / "alrp_giou_sb" / "lr0.001_seed1"
+    out = tmp_path / "out"
+    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--levers", "delta_2", "--seeds", "0,1",
+            "--lr", "0.001", "--iters", "10", "--out", str(out), "--baseline-from", str(table), "--dry-run"]
+    assert levers.main(argv) == 0  # checked, not linked
+    assert "# baseline: 2 finished run(s) of" in capsys.readouterr().out and not (out / "baseline").exists()
+    argv[argv.index("delta_2")] = "baseline"  # also added when --levers omits it (checked above by the dry run)
+    for _ in range(2):  # a second sitting keeps the links
+        assert levers.main(argv[:-1]) == 0
+    linked = out / "baseline" / "runs" / "alrp_giou_sb" / "lr0.001_seed1"
     assert linked.is_symlink() and linked.resolve() == (table / "runs" / "alrp_giou_sb" / "lr0.001_seed1").resolve()
-    table_json = json.loads((tmp_path / "out" / "levers.json").read_text())
-    assert table_json["baseline"]["alrp_giou_sb"]["AP"][0] == pytest.approx(0.52)
-    assert f"Baseline: the runs of {table}" in (tmp_path / "out" / "levers.md").read_text()
-
-    # A table run at another budget is refused in one line, before anything is linked or trained.
-    _finished_run(table / "runs" / "alrp_giou_sb" / "lr0.001_seed2", "alrp_giou_sb", 2, 0.5, 12)
-    argv_seed2 = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "2", "--lr", "0.001",
-                  "--iters", "10", "--out", str(tmp_path / "out2"), "--baseline-from", str(table)]
-    assert levers.main(argv_seed2) == 2
-    err = capsys.readouterr().err
-    assert "ran lr 0.001, seed 2, 12 iterations; the levers use lr 0.001, seed 2, 10 iterations" in err
-    assert not (tmp_path / "out2" / "baseline").exists()
+    assert json.loads((out / "levers.json").read_text())["baseline"]["alrp_giou_sb"]["AP"][0] == pytest.approx(0.52)
+    assert f"Baseline: the runs of {table}" in (out / "levers.md").read_text()
     with pytest.raises(SystemExit):  # the linked runs were trained without any extra override
         levers.parse_args([*argv, "--set", "loss.delta=0.5"])
+
+
+def test_baseline_from_refuses_a_run_of_another_budget_data_or_lr_in_one_line(tmp_path, capsys):
+    for name in ("d", "e"):
+        write_synthetic_coco(tmp_path / name, "train", num_images=8)
+    table = tmp_path / "table"
+    runs = table / "runs" / "alrp_giou_sb"
+    _finished_run(runs / "lr0.001_seed0", "alrp_giou_sb", 0, 0.5, 10, tmp_path / "d")
+    _finished_run(runs / "lr0.001_seed2", "alrp_giou_sb", 2, 0.5, 12, tmp_path / "d")
+
+    def refused(data, seeds, lr="0.001", dry_run=()):
+        out = tmp_path / "out"
+        argv = ["--data", str(tmp_path / data), "--setups", "alrp_giou_sb", "--seeds", seeds, "--lr", lr,
+                "--iters", "10", "--out", str(out), "--baseline-from", str(table), *dry_run]
+        assert levers.main(argv) == 2
+        assert not (out / "baseline").exists()  # refused before anything is linked or trained
+        return capsys.readouterr().err
+
+    assert "ran lr 0.001, seed 2, 12 iterations on" in refused("d", "2", dry_run=["--dry-run"])
+    assert f"on {(tmp_path / 'd').resolve()} (cpu); the levers use lr 0.001, seed 0, 10 iterations on " \
+        f"{(tmp_path / 'e').resolve()} (cpu)" in refused("e", "0")
+    assert "no finished run of alrp_giou_sb at lr 0.0005, seed 0" in refused("d", "0", lr="0.0005")
+    taken = tmp_path / "out" / "baseline" / "runs" / "alrp_giou_sb" / "lr0.001_seed0"
+    taken.mkdir(parents=True)  # e.g. a baseline trained earlier in this folder
+    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "0", "--lr", "0.001", "--iters",
+            "10", "--out", str(tmp_path / "out"), "--baseline-from", str(table)]
+    assert levers.main(argv) == 2
+    assert f"{taken} exists and is not a link to" in capsys.readouterr().err
