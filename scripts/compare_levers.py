@@ -132,7 +132,7 @@ def baseline_links(args: argparse.Namespace) -> list[tuple[Path, Path]]:
             try:
                 result = json.loads((src / compare_losses.RESULT_FILE).read_text())
                 config = yaml.safe_load((src / "config.yaml").read_text())
-                ran = {"data": str(Path(config["data"]["root"]).resolve()), "device": config["device"]}
+                ran = compare_losses.calibration_source(config["data"]["root"], config["device"])
             except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
                 raise ValueError(f"--baseline-from: no finished run of {setup} at lr {args.lr:g}, seed {seed} in "
                                  f"{args.baseline_from} ({src} lacks its result or config)") from None
