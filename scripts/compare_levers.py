@@ -17,8 +17,8 @@ Example (GPU): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005
 Example (CPU, 32 minutes a run): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 \
     --iters-from runs/compare/bccd_cpu32/calibration.json --out runs/levers/bccd_cpu32
 Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands. `--baseline-from
-<compare out>` takes the baseline's runs from a finished `compare_losses.py` table at the same lr, seeds and budget
-(linked, not retrained), so the levers are compared with the very runs of that table.
+<compare out>` takes the baseline's runs from a finished `compare_losses.py` table at the same lr, seeds, budget
+and config (linked, not retrained), so the levers are compared with the very runs of that table.
 """
 from __future__ import annotations
 
@@ -122,8 +122,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def baseline_links(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(table run, link in `<out>/baseline/runs/`) per setup and seed of the --baseline-from table, after checking
-    that each run finished on this data and device at this lr, seed and budget; raises ValueError (one line) on the
-    first that did not, or when the link's place is taken by anything but that same link."""
+    that each run finished on this data and device at this lr, seed and budget, with the baseline's config (its
+    `--prefix` config file and settings); raises ValueError (one line) on the first that did not, or when the
+    link's place is taken by anything but that same link."""
     links = []
     for setup in args.setups:
         for seed in (int(x) for x in args.seeds.split(",") if x):
@@ -142,11 +143,50 @@ def baseline_links(args: argparse.Namespace) -> list[tuple[Path, Path]]:
                                  f"{result.get('iterations')} iterations on {ran['data']} ({ran['device']}); the "
                                  f"levers use lr {args.lr:g}, seed {seed}, {args.iters[setup]} iterations on "
                                  f"{wanted[3]['data']} ({args.device})")
+            changed = config_change(config, baseline_config(args, setup, seed))
+            if changed:
+                raise ValueError(f"--baseline-from: {src} was trained with {changed}; the baseline uses "
+                                 f"{args.prefix}{setup}.yaml, so this run is not the levers' baseline")
             dst = REPO_ROOT / args.out / "baseline" / "runs" / setup / name
             if (dst.exists() or dst.is_symlink()) and not (dst.is_symlink() and dst.resolve() == src.resolve()):
                 raise ValueError(f"--baseline-from: {dst} exists and is not a link to {src}; move it away first")
             links.append((src, dst))
     return links
+
+
+# Keys of config.yaml that may differ between a linked run and the baseline: where it ran (data and device are
+# checked through calibration_source) and how often it evaluated (the curve's density, not the training).
+UNCHECKED_KEYS = {"name", "output_dir", "data.root", "device", "train.eval_interval"}
+
+
+def baseline_config(args: argparse.Namespace, setup: str, seed: int) -> dict:
+    """The resolved config (as in a run's config.yaml) that the baseline lever trains for `setup` and `seed`."""
+    sub = compare_losses.parse_args(lever_argv(args, "baseline"))
+    run = compare_losses.Run(setup, args.lr, seed, args.iters[setup], tuning=False)
+    config_module = compare_losses._repo_module("training.config")
+    cfg = config_module.load_config(REPO_ROOT / sub.configs[setup], compare_losses.overrides(sub, run))
+    return config_module.config_to_dict(cfg)
+
+
+def config_change(ran: dict, wanted: dict) -> str | None:
+    """"key: ran value (the baseline has wanted value)" for the first checked key of a run's config that differs from `wanted`, else None. A key
+    the run's config lacks is an option added after the run, at a default that keeps the old behaviour."""
+    flat_ran, flat_wanted = _flatten(ran), _flatten(wanted)
+    for key, value in flat_ran.items():
+        if key not in UNCHECKED_KEYS and flat_wanted.get(key, "<no such key>") != value:
+            return f"{key}: {value!r} (the baseline has {flat_wanted.get(key, '<no such key>')!r})"
+    return None
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a.b": value} of a nested dict (lists stay values)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def link_baseline(links: list[tuple[Path, Path]]) -> None:

@@ -146,15 +146,20 @@ def test_the_prior_lever_skips_the_torchvision_row_which_ignores_it():
     assert levers.LEVERS["warmup_0"].applies_to("torchvision_retinanet")
 
 
-def _finished_run(run_dir, setup, seed, ap, iterations, data):
-    """A finished compare_losses.py run on `data` (cpu): its compare_result.json and resolved config.yaml."""
+def _finished_run(run_dir, setup, seed, ap, iterations, data, config_change=None):
+    """A finished compare_losses.py run on `data` (cpu) at lr 0.001: its compare_result.json and the resolved
+    config.yaml the baseline lever would train, after `config_change(config)`."""
     run_dir.mkdir(parents=True)
+    argv = ["--data", str(data), "--setups", setup, "--seeds", str(seed), "--lr", "0.001", "--iters", str(iterations)]
+    config = levers.baseline_config(levers.parse_args(argv), setup, seed)
+    if config_change is not None:
+        config_change(config)
     summary = {"setup": setup, "lr": 0.001, "seed": seed, "tuning": seed == 0, "iterations": iterations,
                "train_seconds": 60.0, "s_per_iter": 6.0, "wall_seconds": 90.0, "per_class_AP": {"a": ap},
                "metrics": {"AP": ap, "AP50": ap, "AP75": ap / 2, "AP90": 0.0, "oLRP": 1 - ap, "oLRP_loc": None,
                            "oLRP_FP": 0.5, "oLRP_FN": 0.5}, "curve": [[5, ap / 2, 0.9], [10, ap, 1 - ap]]}
     (run_dir / "compare_result.json").write_text(json.dumps(summary))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({"data": {"root": str(data)}, "device": "cpu"}))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 def test_baseline_from_links_a_tables_runs_and_trains_none(tmp_path, monkeypatch, capsys):
@@ -210,3 +215,23 @@ def test_baseline_from_refuses_a_run_of_another_budget_data_or_lr_in_one_line(tm
             "10", "--out", str(tmp_path / "out"), "--baseline-from", str(table)]
     assert levers.main(argv) == 2
     assert f"{taken} exists and is not a link to" in capsys.readouterr().err
+
+
+def test_baseline_from_refuses_a_run_trained_from_another_config_and_ignores_keys_added_since(tmp_path, capsys):
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    runs = tmp_path / "table" / "runs" / "alrp_giou_sb"
+
+    def other_loss(config):  # e.g. a table of another --prefix whose alrp_giou_sb is another loss
+        config["loss"]["name"] = "focal"
+
+    def older_run(config):  # trained before rank_per_class existed
+        del config["loss"]["rank_per_class"]
+
+    _finished_run(runs / "lr0.001_seed0", "alrp_giou_sb", 0, 0.5, 10, tmp_path / "d", other_loss)
+    _finished_run(runs / "lr0.001_seed1", "alrp_giou_sb", 1, 0.5, 10, tmp_path / "d", older_run)
+    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--levers", "baseline", "--lr", "0.001",
+            "--iters", "10", "--out", str(tmp_path / "out"), "--baseline-from", str(tmp_path / "table"), "--dry-run"]
+    assert levers.main([*argv, "--seeds", "0"]) == 2
+    assert f"{runs / 'lr0.001_seed0'} was trained with loss.name: 'focal' (the baseline has 'alrp'); the baseline " \
+        "uses bccd_alrp_giou_sb.yaml" in capsys.readouterr().err
+    assert levers.main([*argv, "--seeds", "1"]) == 0
