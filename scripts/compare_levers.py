@@ -18,7 +18,8 @@ Example (CPU, 32 minutes a run): python scripts/compare_levers.py --data dataset
     --iters-from runs/compare/bccd_cpu32/calibration.json --out runs/levers/bccd_cpu32
 Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands. `--baseline-from
 <compare out>` takes the baseline's runs from a finished `compare_losses.py` table at the same lr, seeds, budget
-and config (linked, not retrained), so the levers are compared with the very runs of that table.
+and config (linked, not retrained), so the levers are compared with the very runs of that table; a run whose
+config.yaml is not the one the baseline trains (beyond its name, folder and evaluation interval) is refused.
 """
 from __future__ import annotations
 
@@ -34,11 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_losses  # noqa: E402
 import yaml  # noqa: E402
 from compare_report import format_mean_std  # noqa: E402
-from sweep import REPO_ROOT, repo_relative  # noqa: E402
+from sweep import REPO_ROOT, _repo_module, repo_relative  # noqa: E402
 
 RANKING = ("alrp", "aploss")  # setups whose names contain one of these rank (δ, ranking group)
 SELF_BALANCED = ("_sb",)  # setup names containing this use self-balance
 OURS = ("alrp", "aploss", "focal")  # our detector (the torchvision row has its own head and ignores model.head)
+CONFIG_DIR = Path("configs/small")  # where compare_losses.py finds `<prefix><setup>.yaml` (its --config-dir default)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.data = str(repo_relative(Path(args.data)))
     args.setups = [s for s in args.setups.split(",") if s]
+    configs = [CONFIG_DIR / f"{args.prefix}{setup}.yaml" for setup in args.setups]
+    missing = [str(c) for c in configs if not (REPO_ROOT / c).is_file()]
+    if missing:
+        p.error("setup config(s) not found: " + ", ".join(missing))
     args.levers = [x for x in args.levers.split(",") if x]
     unknown = [x for x in args.levers if x not in LEVERS]
     if unknown:
@@ -122,9 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def baseline_links(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(table run, link in `<out>/baseline/runs/`) per setup and seed of the --baseline-from table, after checking
-    that each run finished on this data and device at this lr, seed and budget, with the baseline's config (its
-    `--prefix` config file and settings); raises ValueError (one line) on the first that did not, or when the
-    link's place is taken by anything but that same link."""
+    that each run finished on this data and device at this lr, seed and budget, with the config the baseline lever
+    trains (its `--prefix` config file with compare_losses.py's settings); raises ValueError (one line) on the first
+    that did not, or when the link's place is taken by anything but that same link."""
+    baseline = compare_losses.parse_args(lever_argv(args, "baseline"))
+    defaults = _repo_module("training.resume_check").flatten_config(
+        _repo_module("training.config").config_to_dict(_repo_module("training.config").Config()))
     links = []
     for setup in args.setups:
         for seed in (int(x) for x in args.seeds.split(",") if x):
@@ -143,10 +152,11 @@ def baseline_links(args: argparse.Namespace) -> list[tuple[Path, Path]]:
                                  f"{result.get('iterations')} iterations on {ran['data']} ({ran['device']}); the "
                                  f"levers use lr {args.lr:g}, seed {seed}, {args.iters[setup]} iterations on "
                                  f"{wanted[3]['data']} ({args.device})")
-            changed = config_change(config, baseline_config(args, setup, seed))
+            changed = config_change(config, baseline_config(baseline, setup, seed), defaults)
             if changed:
-                raise ValueError(f"--baseline-from: {src} was trained with {changed}; the baseline uses "
-                                 f"{args.prefix}{setup}.yaml, so this run is not the levers' baseline")
+                raise ValueError(f"--baseline-from: {src} was trained with {changed}; the baseline trains "
+                                 f"{baseline.configs[setup]} with compare_losses.py's settings, so this run is not "
+                                 f"the levers' baseline")
             dst = REPO_ROOT / args.out / "baseline" / "runs" / setup / name
             if (dst.exists() or dst.is_symlink()) and not (dst.is_symlink() and dst.resolve() == src.resolve()):
                 raise ValueError(f"--baseline-from: {dst} exists and is not a link to {src}; move it away first")
@@ -159,34 +169,34 @@ def baseline_links(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 UNCHECKED_KEYS = {"name", "output_dir", "data.root", "device", "train.eval_interval"}
 
 
-def baseline_config(args: argparse.Namespace, setup: str, seed: int) -> dict:
-    """The resolved config (as in a run's config.yaml) that the baseline lever trains for `setup` and `seed`."""
-    sub = compare_losses.parse_args(lever_argv(args, "baseline"))
-    run = compare_losses.Run(setup, args.lr, seed, args.iters[setup], tuning=False)
-    config_module = compare_losses._repo_module("training.config")
-    cfg = config_module.load_config(REPO_ROOT / sub.configs[setup], compare_losses.overrides(sub, run))
+def baseline_config(baseline: argparse.Namespace, setup: str, seed: int) -> dict:
+    """The config dict, resolved as train.py saves it in config.yaml, of the run that compare_losses.py, called with
+    the baseline lever's arguments `baseline` (its parse_args result), trains for `setup` and `seed`."""
+    run = compare_losses.Run(setup, baseline.lrs[0], seed, baseline.iters[setup], tuning=False)
+    config_module = _repo_module("training.config")
+    cfg = config_module.load_config(REPO_ROOT / baseline.configs[setup], compare_losses.overrides(baseline, run))
     return config_module.config_to_dict(cfg)
 
 
-def config_change(ran: dict, wanted: dict) -> str | None:
-    """"key: ran value (the baseline has wanted value)" for the first checked key of a run's config that differs from `wanted`, else None. A key
-    the run's config lacks is an option added after the run, at a default that keeps the old behaviour."""
-    flat_ran, flat_wanted = _flatten(ran), _flatten(wanted)
-    for key, value in flat_ran.items():
-        if key not in UNCHECKED_KEYS and flat_wanted.get(key, "<no such key>") != value:
-            return f"{key}: {value!r} (the baseline has {flat_wanted.get(key, '<no such key>')!r})"
+def config_change(ran: dict, wanted: dict, defaults: dict) -> str | None:
+    """Returns "key: what the run had (what the baseline has)" for the first checked key, in config order, where a
+    run's config differs from `wanted`, else None. `defaults` is the flattened schema default: a key the run lacks
+    is an option added after it ran and passes only when the baseline leaves it at that default (the old
+    behaviour); a key only the run has is an option that no longer exists, so the run cannot be the baseline."""
+    flatten = _repo_module("training.resume_check").flatten_config
+    flat_ran, flat_wanted = flatten(ran), flatten(wanted)
+    for key in [*flat_wanted, *(k for k in flat_ran if k not in flat_wanted)]:
+        if key in UNCHECKED_KEYS:
+            continue
+        if key not in flat_wanted:
+            return f"{key}: {flat_ran[key]!r} (an option that no longer exists)"
+        if key not in flat_ran:
+            if flat_wanted[key] != defaults.get(key):
+                return (f"{key}: not set, the run predates the option (the baseline has {flat_wanted[key]!r}, "
+                        f"not its default {defaults.get(key)!r})")
+        elif flat_ran[key] != flat_wanted[key]:
+            return f"{key}: {flat_ran[key]!r} (the baseline has {flat_wanted[key]!r})"
     return None
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    """{"a.b": value} of a nested dict (lists stay values)."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def link_baseline(links: list[tuple[Path, Path]]) -> None:

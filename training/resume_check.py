@@ -17,11 +17,12 @@ class ResumeConfigError(SetupError):
     """``--resume`` with a config that differs from the checkpoint's in a key that changes the run."""
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` of a nested config dict (lists stay values)."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten_config(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -33,7 +34,7 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> tuple[list
     A key only the current config has (added by a code change since the checkpoint) is listed with the safe ones, so
     the log says which new setting the resumed run takes; a key only the checkpoint has is dropped silently.
     """
-    old, new = _flatten(saved), _flatten(current)
+    old, new = flatten_config(saved), flatten_config(current)
     unsafe, safe = [], []
     for key in sorted(old.keys() & new.keys()):
         if old[key] != new[key]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.config import load_config
+from training.config import load_config, save_resolved_config
 
 from tests.fixtures.script_loader import load_script
 from tests.fixtures.synthetic import write_synthetic_coco
@@ -146,28 +146,35 @@ def test_the_prior_lever_skips_the_torchvision_row_which_ignores_it():
     assert levers.LEVERS["warmup_0"].applies_to("torchvision_retinanet")
 
 
-def _finished_run(run_dir, setup, seed, ap, iterations, data, config_change=None):
-    """A finished compare_losses.py run on `data` (cpu) at lr 0.001: its compare_result.json and the resolved
-    config.yaml the baseline lever would train, after `config_change(config)`."""
-    run_dir.mkdir(parents=True)
-    argv = ["--data", str(data), "--setups", setup, "--seeds", str(seed), "--lr", "0.001", "--iters", str(iterations)]
-    config = levers.baseline_config(levers.parse_args(argv), setup, seed)
-    if config_change is not None:
-        config_change(config)
+def _finished_run(run_dir, setup, seed, ap, iterations, data, edit_config=None):
+    """A finished compare_losses.py run on `data` (cpu) at lr 0.001: its compare_result.json and the config.yaml
+    train.py saves for the train command compare_losses.py gives for it, after `edit_config(config)`."""
+    sub = levers.compare_losses.parse_args(["--data", str(data), "--setups", setup, "--seeds", str(seed), "--lrs",
+                                            "0.001", "--iters", str(iterations)])
+    train = levers.compare_losses.commands(sub, levers.compare_losses.Run(setup, 0.001, seed, iterations, False),
+                                           run_dir)[0]
+    cfg = load_config(levers.REPO_ROOT / train[train.index("--config") + 1], train[train.index("--set") + 1:])
+    save_resolved_config(cfg, run_dir)
+    if edit_config is not None:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        edit_config(config)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     summary = {"setup": setup, "lr": 0.001, "seed": seed, "tuning": seed == 0, "iterations": iterations,
                "train_seconds": 60.0, "s_per_iter": 6.0, "wall_seconds": 90.0, "per_class_AP": {"a": ap},
                "metrics": {"AP": ap, "AP50": ap, "AP75": ap / 2, "AP90": 0.0, "oLRP": 1 - ap, "oLRP_loc": None,
                            "oLRP_FP": 0.5, "oLRP_FN": 0.5}, "curve": [[5, ap / 2, 0.9], [10, ap, 1 - ap]]}
     (run_dir / "compare_result.json").write_text(json.dumps(summary))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 def test_baseline_from_links_a_tables_runs_and_trains_none(tmp_path, monkeypatch, capsys):
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     table = tmp_path / "table"
-    for seed, ap in ((0, 0.50), (1, 0.54)):
+    def denser_curve(config):  # how often a run evaluated does not change its training
+        config["train"]["eval_interval"] += 1
+
+    for seed, ap, edit in ((0, 0.50, None), (1, 0.54, denser_curve)):
         _finished_run(table / "runs" / "alrp_giou_sb" / f"lr0.001_seed{seed}", "alrp_giou_sb", seed, ap, 10,
-                      tmp_path / "d")
+                      tmp_path / "d", edit)
 
     def no_run(cmd):
         raise AssertionError(f"the linked baseline started {cmd}")
@@ -217,21 +224,44 @@ def test_baseline_from_refuses_a_run_of_another_budget_data_or_lr_in_one_line(tm
     assert f"{taken} exists and is not a link to" in capsys.readouterr().err
 
 
-def test_baseline_from_refuses_a_run_trained_from_another_config_and_ignores_keys_added_since(tmp_path, capsys):
+def test_baseline_from_refuses_a_run_trained_from_another_config_and_checks_keys_added_since(tmp_path, capsys):
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     runs = tmp_path / "table" / "runs" / "alrp_giou_sb"
 
     def other_loss(config):  # e.g. a table of another --prefix whose alrp_giou_sb is another loss
         config["loss"]["name"] = "focal"
 
-    def older_run(config):  # trained before rank_per_class existed
+    def older_run(config):  # trained before rank_per_class existed; the baseline leaves it at its default
         del config["loss"]["rank_per_class"]
 
-    _finished_run(runs / "lr0.001_seed0", "alrp_giou_sb", 0, 0.5, 10, tmp_path / "d", other_loss)
-    _finished_run(runs / "lr0.001_seed1", "alrp_giou_sb", 1, 0.5, 10, tmp_path / "d", older_run)
+    def older_run_without_anchor_scale(config):  # trained before base_scale existed; the baseline changes it
+        del config["model"]["anchors"]["base_scale"]
+
+    def removed_option(config):  # trained with an option the code no longer has
+        config["loss"]["gamma_old"] = 2.0
+
+    edits = (other_loss, older_run, older_run_without_anchor_scale, removed_option)
+    for seed, edit in enumerate(edits):
+        _finished_run(runs / f"lr0.001_seed{seed}", "alrp_giou_sb", seed, 0.5, 10, tmp_path / "d", edit)
     argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--levers", "baseline", "--lr", "0.001",
             "--iters", "10", "--out", str(tmp_path / "out"), "--baseline-from", str(tmp_path / "table"), "--dry-run"]
-    assert levers.main([*argv, "--seeds", "0"]) == 2
+
+    def error(seed):
+        assert levers.main([*argv, "--seeds", str(seed)]) == 2
+        return capsys.readouterr().err
+
     assert f"{runs / 'lr0.001_seed0'} was trained with loss.name: 'focal' (the baseline has 'alrp'); the baseline " \
-        "uses bccd_alrp_giou_sb.yaml" in capsys.readouterr().err
+        "trains configs/small/bccd_alrp_giou_sb.yaml with compare_losses.py's settings" in error(0)
     assert levers.main([*argv, "--seeds", "1"]) == 0
+    assert "model.anchors.base_scale: not set, the run predates the option (the baseline has 3.0, not its " \
+        "default 4.0)" in error(2)
+    assert "loss.gamma_old: 2.0 (an option that no longer exists)" in error(3)
+
+
+def test_a_missing_setup_config_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit):
+        levers.parse_args(["--data", "d", "--prefix", "nosuch_", "--setups", "alrp_giou_sb", "--lr", "0.001",
+                           "--iters", "10"])
+    err = capsys.readouterr().err
+    assert "setup config(s) not found: configs/small/nosuch_alrp_giou_sb.yaml" in err
+    assert "compare_losses.py" not in err  # compare_levers' own usage, not the sub-script's
