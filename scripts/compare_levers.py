@@ -19,7 +19,8 @@ Example (CPU, 32 minutes a run): python scripts/compare_levers.py --data dataset
 Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands. `--baseline-from
 <compare out>` takes the baseline's runs from a finished `compare_losses.py` table at the same lr, seeds, budget
 and config (linked, not retrained), so the levers are compared with the very runs of that table; a run whose
-config.yaml is not the one the baseline trains (beyond its name, folder and evaluation interval) is refused.
+config.yaml is not the one the baseline trains is refused (its name, folder and evaluation interval may differ, and
+options added since it ran may be missing while the baseline leaves them at their schema defaults).
 """
 from __future__ import annotations
 
@@ -40,7 +41,6 @@ from sweep import REPO_ROOT, _repo_module, repo_relative  # noqa: E402
 RANKING = ("alrp", "aploss")  # setups whose names contain one of these rank (δ, ranking group)
 SELF_BALANCED = ("_sb",)  # setup names containing this use self-balance
 OURS = ("alrp", "aploss", "focal")  # our detector (the torchvision row has its own head and ignores model.head)
-CONFIG_DIR = Path("configs/small")  # where compare_losses.py finds `<prefix><setup>.yaml` (its --config-dir default)
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.data = str(repo_relative(Path(args.data)))
     args.setups = [s for s in args.setups.split(",") if s]
-    configs = [CONFIG_DIR / f"{args.prefix}{setup}.yaml" for setup in args.setups]
+    configs = [compare_losses.CONFIG_DIR / f"{args.prefix}{setup}.yaml" for setup in args.setups]
     missing = [str(c) for c in configs if not (REPO_ROOT / c).is_file()]
     if missing:
         p.error("setup config(s) not found: " + ", ".join(missing))
@@ -129,11 +129,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def baseline_links(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(table run, link in `<out>/baseline/runs/`) per setup and seed of the --baseline-from table, after checking
     that each run finished on this data and device at this lr, seed and budget, with the config the baseline lever
-    trains (its `--prefix` config file with compare_losses.py's settings); raises ValueError (one line) on the first
-    that did not, or when the link's place is taken by anything but that same link."""
+    trains (its `--prefix` config file with the settings compare_levers passes compare_losses.py: its default batch
+    size and splits, no `--set`); raises ValueError (one line) on the first that did not, or when the link's place
+    is taken by anything but that same link."""
     baseline = compare_losses.parse_args(lever_argv(args, "baseline"))
-    defaults = _repo_module("training.resume_check").flatten_config(
-        _repo_module("training.config").config_to_dict(_repo_module("training.config").Config()))
+    config_module = _repo_module("training.config")
+    flatten = _repo_module("training.resume_check").flatten_config
+    defaults = flatten(config_module.config_to_dict(config_module.Config()))
     links = []
     for setup in args.setups:
         for seed in (int(x) for x in args.seeds.split(",") if x):
@@ -155,8 +157,8 @@ def baseline_links(args: argparse.Namespace) -> list[tuple[Path, Path]]:
             changed = config_change(config, baseline_config(baseline, setup, seed), defaults)
             if changed:
                 raise ValueError(f"--baseline-from: {src} was trained with {changed}; the baseline trains "
-                                 f"{baseline.configs[setup]} with compare_losses.py's settings, so this run is not "
-                                 f"the levers' baseline")
+                                 f"{baseline.configs[setup]} with compare_losses.py's default batch size and splits "
+                                 f"and no --set, so this run is not the levers' baseline")
             dst = REPO_ROOT / args.out / "baseline" / "runs" / setup / name
             if (dst.exists() or dst.is_symlink()) and not (dst.is_symlink() and dst.resolve() == src.resolve()):
                 raise ValueError(f"--baseline-from: {dst} exists and is not a link to {src}; move it away first")
@@ -179,10 +181,11 @@ def baseline_config(baseline: argparse.Namespace, setup: str, seed: int) -> dict
 
 
 def config_change(ran: dict, wanted: dict, defaults: dict) -> str | None:
-    """Returns "key: what the run had (what the baseline has)" for the first checked key, in config order, where a
-    run's config differs from `wanted`, else None. `defaults` is the flattened schema default: a key the run lacks
-    is an option added after it ran and passes only when the baseline leaves it at that default (the old
-    behaviour); a key only the run has is an option that no longer exists, so the run cannot be the baseline."""
+    """Returns "key: what the run had (what the baseline has)" for the first checked key where a run's config differs
+    from `wanted` (in `wanted`'s order, then the keys only the run has), else None. `defaults` is the flattened
+    schema default (`training.config.Config()`, not a `_base_` file): a key the run lacks is an option added after it
+    ran and passes only when the baseline leaves it at that default (the old behaviour); a key only the run has is an
+    option that no longer exists, so the run cannot be the baseline."""
     flatten = _repo_module("training.resume_check").flatten_config
     flat_ran, flat_wanted = flatten(ran), flatten(wanted)
     for key in [*flat_wanted, *(k for k in flat_ran if k not in flat_wanted)]:
@@ -239,7 +242,7 @@ def lever_argv(args: argparse.Namespace, name: str) -> list[str] | None:
     lr = lever.lr if lever.lr is not None else args.lr * lever.lr_factor
     iters = {s: max(1, round(args.iters[s] * lever.iters_factor)) for s in setups}
     argv = ["--data", str(args.data), "--prefix", args.prefix, "--setups", ",".join(setups), "--seeds", args.seeds,
-            "--lrs", f"{lr:g}", "--iters", iters_argument(iters),
+            "--lrs", repr(lr), "--iters", iters_argument(iters),
             "--device", args.device, "--out", str(args.out / name), "--keep-going"]
     sets = [*args.overrides, *lever.overrides]
     return argv + (["--set", *sets] if sets else []) + (["--dry-run"] if args.dry_run else [])

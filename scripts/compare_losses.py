@@ -40,6 +40,7 @@ DEFAULT_SETUPS = ("alrp_giou_sb", "alrp_iou_sb", "alrp_iou_nosb", "aploss_sl1", 
                   "torchvision_retinanet")
 TORCHVISION = "torchvision_retinanet"
 RESULT_FILE = "compare_result.json"
+CONFIG_DIR = Path("configs/small")  # where the setup configs `<prefix><setup>.yaml` are (--config-dir)
 WALL_FILE = "wall_seconds.txt"  # one line per sitting
 
 
@@ -66,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-split", default="val")
     p.add_argument("--setups", default=",".join(DEFAULT_SETUPS), help="comma-separated (default: all six + "
                    "torchvision_retinanet)")
-    p.add_argument("--config-dir", type=Path, default=Path("configs/small"))
+    p.add_argument("--config-dir", type=Path, default=CONFIG_DIR)
     p.add_argument("--prefix", default="bccd_", help="config file prefix (default %(default)s)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated; the first one is the tuning seed")
     p.add_argument("--lrs", default="0.0005,0.001,0.002", help="lr grid, the same for every setup")

@@ -148,12 +148,15 @@ def test_the_prior_lever_skips_the_torchvision_row_which_ignores_it():
 
 def _finished_run(run_dir, setup, seed, ap, iterations, data, edit_config=None):
     """A finished compare_losses.py run on `data` (cpu) at lr 0.001: its compare_result.json and the config.yaml
-    train.py saves for the train command compare_losses.py gives for it, after `edit_config(config)`."""
+    train.py saves for the train command compare_losses.py gives for it (its --output-dir and --name included),
+    after `edit_config(config)`."""
     sub = levers.compare_losses.parse_args(["--data", str(data), "--setups", setup, "--seeds", str(seed), "--lrs",
                                             "0.001", "--iters", str(iterations)])
     train = levers.compare_losses.commands(sub, levers.compare_losses.Run(setup, 0.001, seed, iterations, False),
                                            run_dir)[0]
-    cfg = load_config(levers.REPO_ROOT / train[train.index("--config") + 1], train[train.index("--set") + 1:])
+    where = [f"output_dir={train[train.index('--output-dir') + 1]}", f"name={train[train.index('--name') + 1]}"]
+    sets = [*train[train.index("--set") + 1:], *where]
+    cfg = load_config(levers.REPO_ROOT / train[train.index("--config") + 1], sets)
     save_resolved_config(cfg, run_dir)
     if edit_config is not None:
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -166,31 +169,31 @@ def _finished_run(run_dir, setup, seed, ap, iterations, data, edit_config=None):
     (run_dir / "compare_result.json").write_text(json.dumps(summary))
 
 
-def test_baseline_from_links_a_tables_runs_and_trains_none(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("setup", ["alrp_giou_sb", "torchvision_retinanet"])
+def test_baseline_from_links_a_tables_runs_and_trains_none(tmp_path, monkeypatch, capsys, setup):
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     table = tmp_path / "table"
     def denser_curve(config):  # how often a run evaluated does not change its training
         config["train"]["eval_interval"] += 1
 
     for seed, ap, edit in ((0, 0.50, None), (1, 0.54, denser_curve)):
-        _finished_run(table / "runs" / "alrp_giou_sb" / f"lr0.001_seed{seed}", "alrp_giou_sb", seed, ap, 10,
-                      tmp_path / "d", edit)
+        _finished_run(table / "runs" / setup / f"lr0.001_seed{seed}", setup, seed, ap, 10, tmp_path / "d", edit)
 
     def no_run(cmd):
         raise AssertionError(f"the linked baseline started {cmd}")
 
     monkeypatch.setattr(levers.compare_losses, "_execute", no_run)
     out = tmp_path / "out"
-    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--levers", "delta_2", "--seeds", "0,1",
+    argv = ["--data", str(tmp_path / "d"), "--setups", setup, "--levers", "delta_2", "--seeds", "0,1",
             "--lr", "0.001", "--iters", "10", "--out", str(out), "--baseline-from", str(table), "--dry-run"]
     assert levers.main(argv) == 0  # checked, not linked
     assert "# baseline: 2 finished run(s) of" in capsys.readouterr().out and not (out / "baseline").exists()
     argv[argv.index("delta_2")] = "baseline"  # also added when --levers omits it (checked above by the dry run)
     for _ in range(2):  # a second sitting keeps the links
         assert levers.main(argv[:-1]) == 0
-    linked = out / "baseline" / "runs" / "alrp_giou_sb" / "lr0.001_seed1"
-    assert linked.is_symlink() and linked.resolve() == (table / "runs" / "alrp_giou_sb" / "lr0.001_seed1").resolve()
-    assert json.loads((out / "levers.json").read_text())["baseline"]["alrp_giou_sb"]["AP"][0] == pytest.approx(0.52)
+    linked = out / "baseline" / "runs" / setup / "lr0.001_seed1"
+    assert linked.is_symlink() and linked.resolve() == (table / "runs" / setup / "lr0.001_seed1").resolve()
+    assert json.loads((out / "levers.json").read_text())["baseline"][setup]["AP"][0] == pytest.approx(0.52)
     assert f"Baseline: the runs of {table}" in (out / "levers.md").read_text()
     with pytest.raises(SystemExit):  # the linked runs were trained without any extra override
         levers.parse_args([*argv, "--set", "loss.delta=0.5"])
@@ -251,7 +254,8 @@ def test_baseline_from_refuses_a_run_trained_from_another_config_and_checks_keys
         return capsys.readouterr().err
 
     assert f"{runs / 'lr0.001_seed0'} was trained with loss.name: 'focal' (the baseline has 'alrp'); the baseline " \
-        "trains configs/small/bccd_alrp_giou_sb.yaml with compare_losses.py's settings" in error(0)
+        "trains configs/small/bccd_alrp_giou_sb.yaml with compare_losses.py's default batch size and splits and no " \
+        "--set" in error(0)
     assert levers.main([*argv, "--seeds", "1"]) == 0
     assert "model.anchors.base_scale: not set, the run predates the option (the baseline has 3.0, not its " \
         "default 4.0)" in error(2)
@@ -264,4 +268,4 @@ def test_a_missing_setup_config_is_refused_in_one_line(capsys):
                            "--iters", "10"])
     err = capsys.readouterr().err
     assert "setup config(s) not found: configs/small/nosuch_alrp_giou_sb.yaml" in err
-    assert "compare_losses.py" not in err  # compare_levers' own usage, not the sub-script's
+    assert "--baseline-from" in err and "--lrs" not in err  # compare_levers' own usage, not the sub-script's
