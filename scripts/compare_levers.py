@@ -99,8 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.data = str(repo_relative(Path(args.data)))
     args.setups = [s for s in args.setups.split(",") if s]
-    configs = [compare_losses.CONFIG_DIR / f"{args.prefix}{setup}.yaml" for setup in args.setups]
-    missing = [str(c) for c in configs if not (REPO_ROOT / c).is_file()]
+    configs = compare_losses.setup_configs(compare_losses.CONFIG_DIR, args.prefix, args.setups)
+    missing = [str(c) for c in configs.values() if not (REPO_ROOT / c).is_file()]
     if missing:
         p.error("setup config(s) not found: " + ", ".join(missing))
     args.levers = [x for x in args.levers.split(",") if x]

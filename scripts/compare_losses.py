@@ -103,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--iters: {err}")
     if args.minutes is not None and not args.minutes > 0:
         p.error("the budget must be positive")
-    args.configs = {s: repo_relative(args.config_dir / f"{args.prefix}{s}.yaml") for s in args.setups}
+    args.configs = setup_configs(args.config_dir, args.prefix, args.setups)
     missing = [str(c) for c in args.configs.values() if not (REPO_ROOT / c).is_file()]
     if missing:
         p.error("setup config(s) not found: " + ", ".join(missing))
@@ -151,6 +151,11 @@ def iters_per_epoch(args: argparse.Namespace) -> int:
         return max(1, math.ceil(len(with_boxes) / args.batch_size))
     except (OSError, ValueError, KeyError, TypeError):
         return 1
+
+
+def setup_configs(config_dir: Path, prefix: str, setups: list[str]) -> dict[str, Path]:
+    """{setup: `<config_dir>/<prefix><setup>.yaml`}, relative to the repository root where it lies inside it."""
+    return {s: repo_relative(config_dir / f"{prefix}{s}.yaml") for s in setups}
 
 
 def overrides(args: argparse.Namespace, run: Run) -> list[str]:
