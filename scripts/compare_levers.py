@@ -16,11 +16,13 @@ the baseline.
 Example (GPU): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 --iters 800 --device cuda
 Example (CPU, 32 minutes a run): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 \
     --iters-from runs/compare/bccd_cpu32/calibration.json --out runs/levers/bccd_cpu32
-Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands. `--baseline-from
-<compare out>` takes the baseline's runs from a finished `compare_losses.py` table at the same lr, seeds, budget
-and config (linked, not retrained), so the levers are compared with the very runs of that table; a run whose
-config.yaml is not the one the baseline trains is refused (its name, folder and evaluation interval may differ, and
-options added since it ran may be missing while the baseline leaves them at their schema defaults).
+Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands; `--report` writes
+the table of the finished runs and starts none. Each lever's results.json keeps every sitting's setups, but
+levers.md holds one sitting's levers and setups: a sitting that drops cells of the earlier levers.md names them.
+`--baseline-from <compare out>` takes the baseline's runs from a finished `compare_losses.py` table at the same lr,
+seeds, budget and config (linked, not retrained), so the levers are compared with the very runs of that table; a
+run whose config.yaml is not the one the baseline trains is refused (its name, folder and evaluation interval may
+differ, and options added since it ran may be missing while the baseline leaves them at their schema defaults).
 """
 from __future__ import annotations
 
@@ -95,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-from", type=Path, metavar="COMPARE_OUT",
                    help="link the baseline's runs from this compare_losses.py folder instead of training them")
     p.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    p.add_argument("--report", action="store_true", help="write the table of the finished runs; start no run")
     p.add_argument("--keep-going", action="store_true", help="go on with the other levers after a failure")
     args = p.parse_args(argv)
     args.data = str(repo_relative(Path(args.data)))
@@ -245,7 +248,8 @@ def lever_argv(args: argparse.Namespace, name: str) -> list[str] | None:
             "--lrs", repr(lr), "--iters", iters_argument(iters),
             "--device", args.device, "--out", str(args.out / name), "--keep-going"]
     sets = [*args.overrides, *lever.overrides]
-    return argv + (["--set", *sets] if sets else []) + (["--dry-run"] if args.dry_run else [])
+    return (argv + (["--set", *sets] if sets else []) + (["--dry-run"] if args.dry_run else [])
+            + (["--report"] if args.report else []))
 
 
 def collect(out: Path, levers: list[str], setups: list[str]) -> dict[str, dict[str, dict]]:
@@ -264,6 +268,16 @@ def collect(out: Path, levers: list[str], setups: list[str]) -> dict[str, dict[s
                 table[name][setup] = {k: _finite(row["mean"][k], row["std"][k]) for k in ("AP", "AP75", "oLRP")}
                 table[name][setup]["n"] = len(row["runs"])
     return table
+
+
+def cells_left_out(path: Path, table: dict[str, dict[str, dict]]) -> list[str]:
+    """The `lever/setup` cells of an earlier levers.json (another sitting's, same --out) that `table` lacks."""
+    try:
+        earlier = json.loads(path.read_text())
+        cells = [(lever, setup) for lever, row in earlier.items() for setup in row]
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f"{lever}/{setup}" for lever, setup in cells if setup not in table.get(lever, {})]
 
 
 def _finite(mean: float | None, std: float | None) -> tuple[float | None, float | None]:
@@ -327,9 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"Levers on {args.data}: baseline lr {args.lr:g}, {budget}, seeds {args.seeds}, "
               f"device {args.device}; mean ± std over seeds, final weights on val."
               + (f" Baseline: the runs of {args.baseline_from}." if args.baseline_from is not None else ""))
+    left_out = cells_left_out(REPO_ROOT / args.out / "levers.json", table)
     (REPO_ROOT / args.out / "levers.md").write_text(markdown(table, args.setups, header))
     (REPO_ROOT / args.out / "levers.json").write_text(json.dumps(table, indent=1) + "\n")
     print(f"[levers] {args.out / 'levers.md'}")
+    if left_out:
+        print("[levers] levers.md holds this sitting's levers and setups; the earlier one also had "
+              f"{', '.join(left_out)} (their runs are kept): one table of all, starting no run: --report with every "
+              "lever and setup")
     return 1 if failed else 0
 
 

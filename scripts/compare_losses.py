@@ -14,7 +14,8 @@ in their loss; `torchvision_retinanet` is the external reference row (scripts/tr
    and oLRP against iterations) and `<out>/class_curves.png` (each class's val AP against iterations).
 Every run is `<out>/runs/<setup>/lr<lr>_seed<seed>`, trained by train.py and scored by eval.py (final weights, val
 split). A finished run (`compare_result.json`) is skipped, one with a checkpoint resumed: the table can be built in
-several sittings. `--dry-run` prints the commands; `--report` writes the table of the runs finished so far and
+several sittings, and a sitting with other `--setups` adds its rows to the table in `<out>` (rows of a sitting with
+other data, device, seeds or lrs are left out, and named). `--dry-run` prints the commands; `--report` writes the table of the runs finished so far and
 starts none (needs no budget: the table gives each run's iterations; a setup whose lr grid is unfinished has an
 empty row, best lr None; the seeds column counts each setup's runs).
 
@@ -290,6 +291,38 @@ def best_lr(summaries: list[dict], setup: str, lrs: list[float]) -> float | None
     return max(scored, key=lambda s: s["metrics"]["AP"])["lr"] if scored else None
 
 
+SITTING_KEYS = ("data", "device", "seeds", "lrs")  # what every row of one results table must share
+
+
+def earlier_rows(args: argparse.Namespace, sitting: dict) -> tuple[dict, dict, dict, list[str]]:
+    """The rows of `<out>/results.json` that another sitting wrote for setups this one does not tabulate, so that
+    sittings with other --setups add to the table instead of replacing it. A row is kept when that sitting had the
+    same data, device, seeds and lr grid (`sitting`) and every run of the row is still on disk.
+    Returns ({setup: row}, {setup: iterations}, {setup: the command that made the row}, one reason per row left
+    out)."""
+    try:
+        earlier = json.loads((args.out / "results.json").read_text())
+        rows, settings = earlier["setups"], earlier["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, {}, {}, []
+    kept, iters, commands_by_setup, dropped = {}, {}, {}, []
+    differs = [k for k in SITTING_KEYS if settings.get(k) != sitting[k]]
+    for setup, row in rows.items():
+        if setup in args.setups or not row.get("runs"):
+            continue
+        missing = [r for r in row["runs"] if not (args.out / "runs" / setup /
+                   Run(setup, r["lr"], r["seed"], 0, False).name / RESULT_FILE).is_file()]
+        if differs:
+            dropped.append(f"{setup} (its sitting had other {', '.join(differs)})")
+        elif missing:
+            dropped.append(f"{setup} ({len(missing)} of its runs are no longer on disk)")
+        else:
+            kept[setup] = row
+            iters[setup] = (settings.get("iterations") or {}).get(setup)
+            commands_by_setup[setup] = (settings.get("commands") or {}).get(setup, settings.get("command"))
+    return kept, iters, commands_by_setup, dropped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import os
@@ -326,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     table = report.aggregate(summaries, args.setups, chosen)
+    sitting = {"data": args.data, "device": args.device, "seeds": args.seeds, "lrs": args.lrs}
+    carried, carried_iters, carried_commands, dropped = earlier_rows(args, sitting)
+    table = {**table, **carried}
+    iters = {**iters, **carried_iters}
     if args.report:
         iters = {s: round(row["mean"]["iterations"]) if row["runs"] else None for s, row in table.items()}
         unit = "the finished runs (--report), " + format_iters(iters, "iterations per run")
@@ -333,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         unit = f"{args.minutes:g} training minutes ({format_iters(iters, 'calibrated iterations')})"
     else:
         unit = format_iters(iters, "iterations")
-    settings = {"data": args.data, "seeds": args.seeds, "lrs": args.lrs, "device": args.device, "budget": unit,
-                "command": args.command, "setups": args.setups, "iterations": iters}
+    settings = {**sitting, "budget": unit, "command": args.command, "setups": list(table), "iterations": iters,
+                "commands": {**dict.fromkeys(args.setups, args.command), **carried_commands}}
     args.out.mkdir(parents=True, exist_ok=True)
     strict = _repo_module("alrp.metrics.report").metrics_to_json({"settings": settings, "setups": table})  # NaN: null
     (args.out / "results.json").write_text(json.dumps(strict, indent=1, allow_nan=False) + "\n")
@@ -344,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     if report.plot_class_curves(table, args.out / "class_curves.png"):
         figures.append(args.out / "class_curves.png")
     print(f"[compare] {args.out / 'results.md'}, {args.out / 'results.json'}, " + ", ".join(map(str, figures)))
+    if dropped:
+        print(f"[compare] left out of the table, from an earlier sitting's results.json: {'; '.join(dropped)}; "
+              "their finished runs stay under runs/ (rebuild their table with --report and their settings)")
     return 1 if failed else 0
 
 

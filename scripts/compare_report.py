@@ -102,6 +102,7 @@ def markdown(table: dict[str, Any], settings: dict[str, Any]) -> str:
     seeds = settings["seeds"]
     lines = [f"# Loss comparison on `{settings['data']}`", "",
              f"Command: `{settings['command']}`", "",
+             *_earlier_sittings(settings),
              f"Budget: {settings['budget']}; seeds {', '.join(map(str, seeds))}"
              f"{' (ONE seed: no spread, not a comparison)' if len(seeds) == 1 else ''}; lr grid "
              f"{', '.join(map(str, settings['lrs']))} tuned on seed {seeds[0]} by final val AP (the same grid for "
@@ -135,6 +136,15 @@ def markdown(table: dict[str, Any], settings: dict[str, Any]) -> str:
             per_class = (format_mean_std(row["per_class_AP"].get(c), None) for c in classes)
             lines.append(f"| {setup} | " + " | ".join(per_class) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _earlier_sittings(settings: dict[str, Any]) -> list[str]:
+    """results.md lines naming the rows that earlier sittings (same data, device, seeds and lr grid) tabulated."""
+    earlier = {setup: cmd for setup, cmd in (settings.get("commands") or {}).items() if cmd != settings["command"]}
+    if not earlier:
+        return []
+    return ["Rows from earlier sittings with the same data, device, seeds and lr grid:", "",
+            *(f"- {setup}: `{cmd}`" for setup, cmd in earlier.items()), ""]
 
 
 def plot_curves(table: dict[str, Any], path: Path) -> None:

@@ -269,3 +269,33 @@ def test_a_missing_setup_config_is_refused_in_one_line(capsys):
     err = capsys.readouterr().err
     assert "setup config(s) not found: configs/small/nosuch_alrp_giou_sb.yaml" in err
     assert "--baseline-from" in err and "--lrs" not in err  # compare_levers' own usage, not the sub-script's
+
+
+def test_report_starts_no_run_and_a_sitting_with_other_setups_names_the_cells_it_drops(tmp_path, monkeypatch,
+                                                                                     capsys):
+    """Sittings of one lever with other --setups: the lever's results.json keeps both; levers.md holds one
+    sitting's cells and says which of the earlier levers.md it dropped; --report then tabulates all, training none."""
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    for setup, ap in (("alrp_giou_sb", 0.56), ("focal_sl1", 0.55)):
+        for seed in (0, 1):
+            _finished_run(out / "schedule_x2" / "runs" / setup / f"lr0.001_seed{seed}", setup, seed, ap + seed / 100,
+                          20, tmp_path / "d")
+
+    def no_run(cmd):
+        raise AssertionError(f"--report started {cmd}")
+
+    monkeypatch.setattr(levers.compare_losses, "_execute", no_run)
+    base = ["--data", str(tmp_path / "d"), "--levers", "schedule_x2", "--seeds", "0,1", "--lr", "0.001",
+            "--iters", "10", "--out", str(out), "--report"]
+    assert levers.main(["--setups", "alrp_giou_sb", *base]) == 0
+    assert levers.main(["--setups", "focal_sl1", *base]) == 0
+    assert set(json.loads((out / "schedule_x2" / "results.json").read_text())["setups"]) == {"alrp_giou_sb",
+                                                                                           "focal_sl1"}
+    assert list(json.loads((out / "levers.json").read_text())["schedule_x2"]) == ["focal_sl1"]
+    assert "the earlier one also had schedule_x2/alrp_giou_sb" in capsys.readouterr().out
+
+    assert levers.main(["--setups", "alrp_giou_sb,focal_sl1", *base]) == 0
+    cells = json.loads((out / "levers.json").read_text())["schedule_x2"]
+    assert cells["alrp_giou_sb"]["AP"][0] == pytest.approx(0.565) and cells["focal_sl1"]["n"] == 2
+    assert "the earlier one also had" not in capsys.readouterr().out

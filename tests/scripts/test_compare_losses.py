@@ -163,6 +163,50 @@ def test_report_tabulates_the_finished_runs_and_starts_none(tmp_path, monkeypatc
     assert "--iters --minutes is required" in capsys.readouterr().err
 
 
+def _finished(out, setup, lr, seed, ap):
+    run = out / "runs" / setup / f"lr{lr:g}_seed{seed}"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "compare_result.json").write_text(json.dumps(_summary(setup, lr, seed, ap, seed == 0)))
+    return run
+
+
+def test_a_sitting_with_other_setups_adds_to_the_table_instead_of_replacing_it(tmp_path, monkeypatch, capsys):
+    """Two sittings, one --out, other --setups: the second table keeps the first one's rows, as long as they share
+    data, device, seeds and lr grid and their runs are on disk; a row left out is named."""
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    monkeypatch.setattr(compare, "_execute", lambda cmd: 1)
+    for seed, ap in ((0, 0.30), (1, 0.34)):
+        _finished(out, "focal_giou", 0.001, seed, ap)
+        _finished(out, "alrp_giou_sb", 0.001, seed, ap + 0.1)
+    base = ["--data", str(tmp_path / "d"), "--seeds", "0,1", "--lrs", "0.001", "--out", str(out), "--iters", "10"]
+
+    assert compare.main(["--setups", "focal_giou", *base]) == 0
+    assert compare.main(["--setups", "alrp_giou_sb", *base]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["setups"]) == ["alrp_giou_sb", "focal_giou"]
+    assert results["setups"]["focal_giou"]["mean"]["AP"] == pytest.approx(0.32)
+    assert results["settings"]["iterations"] == {"alrp_giou_sb": 10, "focal_giou": 10}
+    assert results["settings"]["commands"]["focal_giou"].endswith("--setups focal_giou " + " ".join(base))
+    md = (out / "results.md").read_text()
+    assert "| focal_giou | 0.001 | 2 |" in md and "| alrp_giou_sb | 0.001 | 2 |" in md
+    assert "- focal_giou: `python scripts/compare_losses.py --setups focal_giou" in md
+    capsys.readouterr()
+
+    (out / "runs" / "focal_giou" / "lr0.001_seed1" / "compare_result.json").unlink()  # a run removed since
+    assert compare.main(["--setups", "alrp_giou_sb", *base]) == 0
+    assert list(json.loads((out / "results.json").read_text())["setups"]) == ["alrp_giou_sb"]
+    assert "focal_giou (1 of its runs are no longer on disk)" in capsys.readouterr().out
+
+    _finished(out, "focal_giou", 0.001, 1, 0.34)
+    assert compare.main(["--setups", "focal_giou", *base]) == 0
+    assert compare.main(["--setups", "alrp_giou_sb", *base[:-4], "--lrs", "0.001,0.002", "--out", str(out),
+                         "--report"]) == 0  # another lr grid: not one table with the focal row
+    assert list(json.loads((out / "results.json").read_text())["setups"]) == ["alrp_giou_sb"]
+    assert "focal_giou (its sitting had other lrs)" in capsys.readouterr().out
+
+
 def test_calibration_keeps_entries_a_concurrent_sitting_wrote(tmp_path, monkeypatch):
     """Two sittings with different --setups and one --out: neither may overwrite the other's calibration."""
     compare = load_script("scripts/compare_losses.py")
