@@ -17,8 +17,9 @@ Example (GPU): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005
 Example (CPU, 32 minutes a run): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 \
     --iters-from runs/compare/bccd_cpu32/calibration.json --out runs/levers/bccd_cpu32
 Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands; `--report` writes
-the table of the finished runs and starts none. Each lever's results.json keeps every sitting's setups, but
-levers.md holds one sitting's levers and setups: a sitting that drops cells of the earlier levers.md names them.
+the table of the finished runs and starts none (it takes the budget all the same: it names the runs). Each
+lever's results.json keeps every sitting's setups, but levers.md holds one sitting's levers and setups: a sitting
+that drops cells of the earlier levers.md names them.
 `--baseline-from <compare out>` takes the baseline's runs from a finished `compare_losses.py` table at the same lr,
 seeds, budget and config (linked, not retrained), so the levers are compared with the very runs of that table; a
 run whose config.yaml is not the one the baseline trains is refused (its name, folder and evaluation interval may
@@ -274,9 +275,11 @@ def cells_left_out(path: Path, table: dict[str, dict[str, dict]]) -> list[str]:
     """The `lever/setup` cells of an earlier levers.json (another sitting's, same --out) that `table` lacks."""
     try:
         earlier = json.loads(path.read_text())
-        cells = [(lever, setup) for lever, row in earlier.items() for setup in row]
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError):
         return []
+    if not isinstance(earlier, dict):
+        return []
+    cells = [(lever, setup) for lever, row in earlier.items() if isinstance(row, dict) for setup in row]
     return [f"{lever}/{setup}" for lever, setup in cells if setup not in table.get(lever, {})]
 
 
@@ -346,9 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     (REPO_ROOT / args.out / "levers.json").write_text(json.dumps(table, indent=1) + "\n")
     print(f"[levers] {args.out / 'levers.md'}")
     if left_out:
-        print("[levers] levers.md holds this sitting's levers and setups; the earlier one also had "
-              f"{', '.join(left_out)} (their runs are kept): one table of all, starting no run: --report with every "
-              "lever and setup")
+        print(f"[levers] levers.md covers this sitting's levers and setups; no longer in it: {', '.join(left_out)} "
+              "(their runs are kept; --report with every lever and setup tabulates all, training none)")
     return 1 if failed else 0
 
 

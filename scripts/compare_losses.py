@@ -14,10 +14,12 @@ in their loss; `torchvision_retinanet` is the external reference row (scripts/tr
    and oLRP against iterations) and `<out>/class_curves.png` (each class's val AP against iterations).
 Every run is `<out>/runs/<setup>/lr<lr>_seed<seed>`, trained by train.py and scored by eval.py (final weights, val
 split). A finished run (`compare_result.json`) is skipped, one with a checkpoint resumed: the table can be built in
-several sittings, and a sitting with other `--setups` adds its rows to the table in `<out>` (rows of a sitting with
-other data, device, seeds or lrs are left out, and named). `--dry-run` prints the commands; `--report` writes the table of the runs finished so far and
-starts none (needs no budget: the table gives each run's iterations; a setup whose lr grid is unfinished has an
-empty row, best lr None; the seeds column counts each setup's runs).
+several sittings. A sitting with other `--setups` adds its rows to the table in `<out>`: the earlier table's other
+setups are tabulated again from their finished runs when it shared this sitting's data, configs, device, seeds, lr
+grid, kind of budget and overrides, and are left out, by name, when not (compare_sittings.py). `--dry-run` prints
+the commands; `--report` writes the table of the runs finished so far and starts none (needs no budget: the table
+gives each run's iterations; a setup whose lr grid is unfinished has an empty row, best lr None; the seeds column
+counts each setup's runs).
 
 Example: python scripts/compare_losses.py --data datasets/bccd --seeds 0,1,2 --minutes 10 --out runs/compare/bccd
 """
@@ -34,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_report as report  # noqa: E402
+import compare_sittings as sittings  # noqa: E402
 from sweep import (CHECKPOINT_MARK, METRICS_FILE, REPO_ROOT, _execute, _repo_module,  # noqa: E402
                    final_checkpoint, format_command, has_checkpoint, repo_relative)
 
@@ -204,13 +207,26 @@ def _class_names(run_dir: Path) -> dict[str, str]:
         return {}
 
 
+def run_folder(out: Path, run: Run) -> Path:
+    return out / "runs" / run.setup / run.name
+
+
+def finished(out: Path, run: Run) -> dict | None:
+    """The run's summary when it has finished (its compare_result.json), else None."""
+    run_dir = run_folder(out, run)
+    if not (run_dir / RESULT_FILE).is_file():
+        return None
+    summary = json.loads((run_dir / RESULT_FILE).read_text())
+    if "class_curves" not in summary and (run_dir / "metrics.jsonl").is_file():  # summarised before they existed
+        summary["class_curves"] = report.class_curves(report.read_jsonl(run_dir / "metrics.jsonl"))
+    return summary
+
+
 def execute(args: argparse.Namespace, run: Run) -> dict | None:
     """Runs (or resumes, or skips) one run; returns its summary, None when it failed or in a dry run."""
-    run_dir = args.out / "runs" / run.setup / run.name
-    if (run_dir / RESULT_FILE).is_file():
-        summary = json.loads((run_dir / RESULT_FILE).read_text())
-        if "class_curves" not in summary and (run_dir / "metrics.jsonl").is_file():  # summarised before they existed
-            summary["class_curves"] = report.class_curves(report.read_jsonl(run_dir / "metrics.jsonl"))
+    run_dir = run_folder(args.out, run)
+    summary = finished(args.out, run)
+    if summary is not None:
         return summary
     if args.report:
         print(f"# not finished: {run.setup} lr {run.lr:g} seed {run.seed}")
@@ -291,36 +307,14 @@ def best_lr(summaries: list[dict], setup: str, lrs: list[float]) -> float | None
     return max(scored, key=lambda s: s["metrics"]["AP"])["lr"] if scored else None
 
 
-SITTING_KEYS = ("data", "device", "seeds", "lrs")  # what every row of one results table must share
-
-
-def earlier_rows(args: argparse.Namespace, sitting: dict) -> tuple[dict, dict, dict, list[str]]:
-    """The rows of `<out>/results.json` that another sitting wrote for setups this one does not tabulate, so that
-    sittings with other --setups add to the table instead of replacing it. A row is kept when that sitting had the
-    same data, device, seeds and lr grid (`sitting`) and every run of the row is still on disk.
-    Returns ({setup: row}, {setup: iterations}, {setup: the command that made the row}, one reason per row left
-    out)."""
-    try:
-        earlier = json.loads((args.out / "results.json").read_text())
-        rows, settings = earlier["setups"], earlier["settings"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}, {}, {}, []
-    kept, iters, commands_by_setup, dropped = {}, {}, {}, []
-    differs = [k for k in SITTING_KEYS if settings.get(k) != sitting[k]]
-    for setup, row in rows.items():
-        if setup in args.setups or not row.get("runs"):
-            continue
-        missing = [r for r in row["runs"] if not (args.out / "runs" / setup /
-                   Run(setup, r["lr"], r["seed"], 0, False).name / RESULT_FILE).is_file()]
-        if differs:
-            dropped.append(f"{setup} (its sitting had other {', '.join(differs)})")
-        elif missing:
-            dropped.append(f"{setup} ({len(missing)} of its runs are no longer on disk)")
-        else:
-            kept[setup] = row
-            iters[setup] = (settings.get("iterations") or {}).get(setup)
-            commands_by_setup[setup] = (settings.get("commands") or {}).get(setup, settings.get("command"))
-    return kept, iters, commands_by_setup, dropped
+def finished_runs(args: argparse.Namespace, setup: str) -> tuple[list[dict], float | None]:
+    """The summaries of a setup's finished runs in `<out>` (its lr grid on the first seed, then its best lr on the
+    others) and its best lr (None until the grid has finished); starts nothing."""
+    summaries = [s for lr in args.lrs if (s := finished(args.out, Run(setup, lr, args.seeds[0], 0, tuning=True)))]
+    chosen = best_lr(summaries, setup, args.lrs)
+    if chosen is not None:
+        summaries += [s for seed in args.seeds[1:] if (s := finished(args.out, Run(setup, chosen, seed, 0, False)))]
+    return summaries, chosen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -358,24 +352,33 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
     if args.dry_run:
         return 0
-    table = report.aggregate(summaries, args.setups, chosen)
-    sitting = {"data": args.data, "device": args.device, "seeds": args.seeds, "lrs": args.lrs}
-    carried, carried_iters, carried_commands, dropped = earlier_rows(args, sitting)
-    table = {**table, **carried}
-    iters = {**iters, **carried_iters}
+    sitting = sittings.sitting_settings(args)
+    earlier, dropped, earlier_order = sittings.earlier_setups(args.out / "results.json", sitting, args.setups)
+    for setup in list(earlier):  # tabulated again from their runs, so a row is never staler than its runs
+        runs, chosen[setup] = finished_runs(args, setup)
+        summaries += runs
+        if not runs:
+            dropped.append(f"{setup} (no finished run of it in {args.out})")
+            del earlier[setup], chosen[setup]
+    order = [s for s in earlier_order if s in earlier or s in args.setups]  # the earlier table's order, then new
+    order += [s for s in args.setups if s not in order]
+    table = report.aggregate(summaries, order, chosen)
+    row_iters = {s: round(row["mean"]["iterations"]) if row["runs"] else None for s, row in table.items()}
     if args.report:
-        iters = {s: round(row["mean"]["iterations"]) if row["runs"] else None for s, row in table.items()}
+        iters = row_iters
         unit = "the finished runs (--report), " + format_iters(iters, "iterations per run")
-    elif args.minutes is not None:
-        unit = f"{args.minutes:g} training minutes ({format_iters(iters, 'calibrated iterations')})"
     else:
-        unit = format_iters(iters, "iterations")
-    settings = {**sitting, "budget": unit, "command": args.command, "setups": list(table), "iterations": iters,
-                "commands": {**dict.fromkeys(args.setups, args.command), **carried_commands}}
+        iters = {s: iters[s] if s in args.setups else row_iters[s] for s in order}
+        if args.minutes is not None:
+            unit = f"{args.minutes:g} training minutes ({format_iters(iters, 'calibrated iterations')})"
+        else:
+            unit = format_iters(iters, "iterations")
+    settings = {**sitting, "budget": unit, "command": args.command, "setups": order, "iterations": iters,
+                "commands": {**earlier, **dict.fromkeys(args.setups, args.command)}}
     args.out.mkdir(parents=True, exist_ok=True)
     strict = _repo_module("alrp.metrics.report").metrics_to_json({"settings": settings, "setups": table})  # NaN: null
-    (args.out / "results.json").write_text(json.dumps(strict, indent=1, allow_nan=False) + "\n")
-    (args.out / "results.md").write_text(report.markdown(table, settings))
+    sittings.write_atomically(args.out / "results.json", json.dumps(strict, indent=1, allow_nan=False) + "\n")
+    sittings.write_atomically(args.out / "results.md", report.markdown(table, settings))
     report.plot_curves(table, args.out / "curves.png")
     figures = [args.out / "curves.png"]
     if report.plot_class_curves(table, args.out / "class_curves.png"):

@@ -171,8 +171,8 @@ def _finished(out, setup, lr, seed, ap):
 
 
 def test_a_sitting_with_other_setups_adds_to_the_table_instead_of_replacing_it(tmp_path, monkeypatch, capsys):
-    """Two sittings, one --out, other --setups: the second table keeps the first one's rows, as long as they share
-    data, device, seeds and lr grid and their runs are on disk; a row left out is named."""
+    """Sittings with other --setups into one --out: each table keeps the earlier table's rows, tabulated again from
+    their runs on disk (so never staler than them), in the earlier order, with the command that made them."""
     compare = load_script("scripts/compare_losses.py")
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     out = tmp_path / "out"
@@ -182,29 +182,73 @@ def test_a_sitting_with_other_setups_adds_to_the_table_instead_of_replacing_it(t
         _finished(out, "alrp_giou_sb", 0.001, seed, ap + 0.1)
     base = ["--data", str(tmp_path / "d"), "--seeds", "0,1", "--lrs", "0.001", "--out", str(out), "--iters", "10"]
 
+    def table():
+        return json.loads((out / "results.json").read_text())
+
     assert compare.main(["--setups", "focal_giou", *base]) == 0
+    first_command = table()["settings"]["command"]
     assert compare.main(["--setups", "alrp_giou_sb", *base]) == 0
-    results = json.loads((out / "results.json").read_text())
-    assert list(results["setups"]) == ["alrp_giou_sb", "focal_giou"]
-    assert results["setups"]["focal_giou"]["mean"]["AP"] == pytest.approx(0.32)
-    assert results["settings"]["iterations"] == {"alrp_giou_sb": 10, "focal_giou": 10}
-    assert results["settings"]["commands"]["focal_giou"].endswith("--setups focal_giou " + " ".join(base))
+    assert list(table()["setups"]) == ["focal_giou", "alrp_giou_sb"]
+    assert table()["setups"]["focal_giou"]["mean"]["AP"] == pytest.approx(0.32)
+    assert table()["settings"]["iterations"] == {"focal_giou": 10, "alrp_giou_sb": 10}
+    assert table()["settings"]["commands"]["focal_giou"] == first_command
     md = (out / "results.md").read_text()
     assert "| focal_giou | 0.001 | 2 |" in md and "| alrp_giou_sb | 0.001 | 2 |" in md
-    assert "- focal_giou: `python scripts/compare_losses.py --setups focal_giou" in md
-    capsys.readouterr()
+    assert f"- focal_giou: `{first_command}`" in md
 
-    (out / "runs" / "focal_giou" / "lr0.001_seed1" / "compare_result.json").unlink()  # a run removed since
+    _finished(out, "focal_giou", 0.001, 1, 0.50)  # seed 1 redone since: the kept row follows its runs
     assert compare.main(["--setups", "alrp_giou_sb", *base]) == 0
-    assert list(json.loads((out / "results.json").read_text())["setups"]) == ["alrp_giou_sb"]
-    assert "focal_giou (1 of its runs are no longer on disk)" in capsys.readouterr().out
+    assert table()["setups"]["focal_giou"]["mean"]["AP"] == pytest.approx(0.40)
+    assert table()["settings"]["commands"]["focal_giou"] == first_command  # kept over two later sittings
+    (out / "runs" / "focal_giou" / "lr0.001_seed1" / "compare_result.json").unlink()  # a run removed
+    assert compare.main(["--setups", "alrp_giou_sb", *base]) == 0
+    assert table()["setups"]["focal_giou"]["seeds"] == [0]
+    assert "left out" not in capsys.readouterr().out
 
-    _finished(out, "focal_giou", 0.001, 1, 0.34)
-    assert compare.main(["--setups", "focal_giou", *base]) == 0
-    assert compare.main(["--setups", "alrp_giou_sb", *base[:-4], "--lrs", "0.001,0.002", "--out", str(out),
-                         "--report"]) == 0  # another lr grid: not one table with the focal row
+
+@pytest.mark.parametrize("other", [["--seeds", "0"], ["--lrs", "0.001,0.002"], ["--device", "cuda:1"],
+                                   ["--batch-size", "8"], ["--set", "train.warmup_iters=0"], ["--data", "d2"],
+                                   ["--minutes", "5"]])
+def test_rows_of_a_sitting_with_other_settings_are_left_out_by_name(tmp_path, monkeypatch, capsys, other):
+    compare = load_script("scripts/compare_losses.py")
+    for name in ("d", "d2"):
+        write_synthetic_coco(tmp_path / name, "train", num_images=8)
+    out = tmp_path / "out"
+    (out / "calibration.json").parent.mkdir(parents=True)
+    (out / "calibration.json").write_text(json.dumps({"alrp_giou_sb": {"s_per_iter": 2.0, "iters": 10}}))
+    monkeypatch.setattr(compare, "_execute", lambda cmd: 1)
+    for seed in (0, 1):
+        _finished(out, "focal_giou", 0.001, seed, 0.3)
+        _finished(out, "alrp_giou_sb", 0.001, seed, 0.4)
+    argv = {"--data": str(tmp_path / "d"), "--seeds": "0,1", "--lrs": "0.001", "--out": str(out), "--iters": "10"}
+    assert compare.main(["--setups", "focal_giou", *[x for kv in argv.items() for x in kv]]) == 0
+    key, value = other
+    argv = {**{k: v for k, v in argv.items() if not (key == "--minutes" and k == "--iters")},
+            key: str(tmp_path / value) if key == "--data" else value}
+    assert compare.main(["--setups", "alrp_giou_sb", *[x for kv in argv.items() for x in kv], "--report"]) == 0
     assert list(json.loads((out / "results.json").read_text())["setups"]) == ["alrp_giou_sb"]
-    assert "focal_giou (its sitting had other lrs)" in capsys.readouterr().out
+    assert "left out of the table, from an earlier sitting's results.json: focal_giou (its sitting had other " \
+        in capsys.readouterr().out
+
+
+def test_the_lr_grid_in_another_order_is_the_same_sitting():
+    sittings = load_script("scripts/compare_sittings.py")
+    sitting = {k: None for k in sittings.SITTING_KEYS} | {"lrs": [0.001, 0.002], "seeds": [0, 1]}
+    assert sittings.differing_keys({**sitting, "lrs": [0.002, 0.001]}, sitting) == []
+    assert sittings.differing_keys({**sitting, "seeds": [1, 0]}, sitting) == ["seeds"]  # the first seed tunes
+
+
+def test_an_unreadable_earlier_table_is_named_not_silently_replaced(tmp_path, monkeypatch, capsys):
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    _finished(out, "alrp_giou_sb", 0.001, 0, 0.4)
+    (out / "results.json").write_text('{"settings": {"data": ')  # half a file
+    argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "0", "--lrs", "0.001", "--out",
+            str(out), "--report"]
+    assert compare.main(argv) == 0
+    assert "from an earlier sitting's results.json: results.json unreadable" in capsys.readouterr().out
+    assert list(json.loads((out / "results.json").read_text())["setups"]) == ["alrp_giou_sb"]
 
 
 def test_calibration_keeps_entries_a_concurrent_sitting_wrote(tmp_path, monkeypatch):
