@@ -17,7 +17,7 @@ Example (GPU): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005
 Example (CPU, 32 minutes a run): python scripts/compare_levers.py --data datasets/bccd --lr 0.0005 \
     --iters-from runs/compare/bccd_cpu32/calibration.json --out runs/levers/bccd_cpu32
 Resumable like compare_losses.py (finished runs are skipped); `--dry-run` prints the commands; `--report` writes
-the table of the finished runs and starts none (it takes the budget all the same: it names the runs). Each
+the table of the finished runs and starts none (it takes the budget all the same, for the tables' headers). Each
 lever's results.json keeps every sitting's setups, but levers.md holds one sitting's levers and setups: a sitting
 that drops cells of the earlier levers.md names them.
 `--baseline-from <compare out>` takes the baseline's runs from a finished `compare_losses.py` table at the same lr,

@@ -107,6 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--iters: {err}")
     if args.minutes is not None and not args.minutes > 0:
         p.error("the budget must be positive")
+    args.config_dir = repo_relative(args.config_dir)
     args.configs = setup_configs(args.config_dir, args.prefix, args.setups)
     missing = [str(c) for c in args.configs.values() if not (REPO_ROOT / c).is_file()]
     if missing:
@@ -208,6 +209,7 @@ def _class_names(run_dir: Path) -> dict[str, str]:
 
 
 def run_folder(out: Path, run: Run) -> Path:
+    """`<out>/runs/<setup>/lr<lr>_seed<seed>`."""
     return out / "runs" / run.setup / run.name
 
 
@@ -248,7 +250,7 @@ def execute(args: argparse.Namespace, run: Run) -> dict | None:
     with (run_dir / WALL_FILE).open("a") as f:
         f.write(f"{time.perf_counter() - tic:.1f}\n")
     summary = summarise(run, run_dir)
-    (run_dir / RESULT_FILE).write_text(json.dumps(summary, indent=1) + "\n")
+    sittings.write_atomically(run_dir / RESULT_FILE, json.dumps(summary, indent=1) + "\n")
     return summary
 
 
@@ -350,31 +352,44 @@ def main(argv: list[str] | None = None) -> int:
             summaries += [s] if s else []
             if failed and not args.keep_going:
                 return 1
+    earlier = sittings.earlier_setups(args.out / "results.json", sittings.sitting_settings(args), args.setups,
+                                      args.report)
     if args.dry_run:
+        for reason in earlier.left_out:
+            print(f"# the table will leave out, from {args.out / 'results.json'}: {reason}")
         return 0
-    sitting = sittings.sitting_settings(args)
-    earlier, dropped, earlier_order = sittings.earlier_setups(args.out / "results.json", sitting, args.setups)
-    for setup in list(earlier):  # tabulated again from their runs, so a row is never staler than its runs
+    write_table(args, iters, summaries, chosen, earlier)
+    return 1 if failed else 0
+
+
+def write_table(args: argparse.Namespace, iters: dict[str, int | None], summaries: list[dict],
+                chosen: dict[str, float | None], earlier: sittings.Earlier) -> None:
+    """results.json, results.md and the curves of this sitting's runs (`summaries`, best lrs `chosen`, budgets
+    `iters`) and of the earlier table's setups it may keep, tabulated again from their runs."""
+    commands, left_out = dict(earlier.commands), list(earlier.left_out)
+    for setup in list(commands):
         runs, chosen[setup] = finished_runs(args, setup)
-        summaries += runs
+        summaries = summaries + runs
         if not runs:
-            dropped.append(f"{setup} (no finished run of it in {args.out})")
-            del earlier[setup], chosen[setup]
-    order = [s for s in earlier_order if s in earlier or s in args.setups]  # the earlier table's order, then new
+            left_out.append(f"{setup} (no finished run of it in {args.out} any more)")
+            del commands[setup], chosen[setup]
+    order = [s for s in earlier.order if s in commands or s in args.setups]  # the earlier table's order, then new
     order += [s for s in args.setups if s not in order]
     table = report.aggregate(summaries, order, chosen)
-    row_iters = {s: round(row["mean"]["iterations"]) if row["runs"] else None for s, row in table.items()}
+    row_iters = {s: round(row["mean"]["iterations"]) if row["runs"] and math.isfinite(row["mean"]["iterations"])
+                 else None for s, row in table.items()}
+    minutes = args.minutes if args.minutes is not None or not args.report else earlier.minutes
     if args.report:
         iters = row_iters
         unit = "the finished runs (--report), " + format_iters(iters, "iterations per run")
     else:
         iters = {s: iters[s] if s in args.setups else row_iters[s] for s in order}
-        if args.minutes is not None:
-            unit = f"{args.minutes:g} training minutes ({format_iters(iters, 'calibrated iterations')})"
-        else:
-            unit = format_iters(iters, "iterations")
-    settings = {**sitting, "budget": unit, "command": args.command, "setups": order, "iterations": iters,
-                "commands": {**earlier, **dict.fromkeys(args.setups, args.command)}}
+        unit = (f"{minutes:g} training minutes ({format_iters(iters, 'iterations')})" if minutes is not None
+                else format_iters(iters, "iterations"))
+    settings = {**sittings.sitting_settings(args), "minutes": minutes, "budget": unit, "command": args.command,
+                "setups": order, "iterations": iters, "commands": {**commands, **dict.fromkeys(args.setups,
+                                                                                              args.command)},
+                "left_out": left_out}
     args.out.mkdir(parents=True, exist_ok=True)
     strict = _repo_module("alrp.metrics.report").metrics_to_json({"settings": settings, "setups": table})  # NaN: null
     sittings.write_atomically(args.out / "results.json", json.dumps(strict, indent=1, allow_nan=False) + "\n")
@@ -384,10 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     if report.plot_class_curves(table, args.out / "class_curves.png"):
         figures.append(args.out / "class_curves.png")
     print(f"[compare] {args.out / 'results.md'}, {args.out / 'results.json'}, " + ", ".join(map(str, figures)))
-    if dropped:
-        print(f"[compare] left out of the table, from an earlier sitting's results.json: {'; '.join(dropped)}; "
-              "their finished runs stay under runs/ (rebuild their table with --report and their settings)")
-    return 1 if failed else 0
+    for reason in left_out:
+        print(f"[compare] left out of the table, from the earlier {args.out / 'results.json'}: {reason}")
 
 
 if __name__ == "__main__":

@@ -139,12 +139,18 @@ def markdown(table: dict[str, Any], settings: dict[str, Any]) -> str:
 
 
 def _earlier_sittings(settings: dict[str, Any]) -> list[str]:
-    """results.md lines naming the rows that earlier sittings (same data, device, seeds and lr grid) tabulated."""
+    """results.md lines naming the rows that earlier sittings of the same settings tabulated, and the setups left
+    out of the table."""
     earlier = {setup: cmd for setup, cmd in (settings.get("commands") or {}).items() if cmd != settings["command"]}
-    if not earlier:
-        return []
-    return ["Rows from earlier sittings with the same data, device, seeds and lr grid:", "",
-            *(f"- {setup}: `{cmd}`" for setup, cmd in earlier.items()), ""]
+    lines = []
+    if earlier:
+        lines += ["Rows from earlier sittings with the same data, configs, device, seeds, lr grid, kind of budget and "
+                  "overrides, tabulated again from their runs:", "",
+                  *(f"- {setup}: `{cmd}`" for setup, cmd in earlier.items()), ""]
+    if settings.get("left_out"):
+        lines += ["Left out, from the earlier table in this folder:", "",
+                  *(f"- {reason}" for reason in settings["left_out"]), ""]
+    return lines
 
 
 def plot_curves(table: dict[str, Any], path: Path) -> None:

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # What every row of one table shares: the data and configs, the device, the seeds, the lr grid, the kind of budget
 # (--minutes, or None for iterations: per-setup iteration counts may differ and are listed) and every override.
 SITTING_KEYS = ("data", "train_split", "val_split", "config_dir", "prefix", "device", "seeds", "lrs", "minutes",
                 "batch_size", "overrides")
+
+
+class Earlier(NamedTuple):
+    """What a sitting takes from the table already in its --out."""
+
+    commands: dict[str, str]  # setup -> the command that made its row, for the setups to tabulate again
+    left_out: list[str]  # one reason per setup (or unreadable file) left out
+    order: list[str]  # the earlier table's rows (empty when there is no table to add to)
+    minutes: float | None  # the earlier table's --minutes, which a --report sitting without --minutes inherits
 
 
 def sitting_settings(args: Any) -> dict[str, Any]:
@@ -31,42 +41,68 @@ def read_results(path: Path) -> tuple[dict | None, str | None]:
         return None, None
     try:
         results = json.loads(path.read_text())
-        ok = (isinstance(results, dict) and isinstance(results.get("settings"), dict)
-              and isinstance(results.get("setups"), dict))
     except (OSError, ValueError) as err:
-        return None, f"{path.name} unreadable ({err})"
-    return (results, None) if ok else (None, f"{path.name} is not a results table")
+        return None, f"{path} unreadable ({err})"
+    ok = (isinstance(results, dict) and isinstance(results.get("settings"), dict)
+          and isinstance(results.get("setups"), dict))
+    return (results, None) if ok else (None, f"{path} is not a results table")
+
+
+def _same(key: str, earlier: Any, mine: Any) -> bool:
+    if key == "lrs":  # the grid in any order
+        try:
+            return sorted(earlier) == sorted(mine)
+        except TypeError:
+            return False
+    return earlier == mine
 
 
 def differing_keys(earlier: dict[str, Any], sitting: dict[str, Any]) -> list[str]:
-    """The SITTING_KEYS in which an earlier table's settings differ from this sitting's (the lr grid in any order)."""
-    def same(key: str) -> bool:
-        if key == "lrs":
-            return sorted(earlier.get(key) or []) == sorted(sitting[key])
-        return earlier.get(key) == sitting[key]
-
-    return [k for k in SITTING_KEYS if not same(k)]
+    """The SITTING_KEYS in which an earlier table's settings differ from this sitting's, as `key (theirs vs
+    mine)`; keys the earlier table never recorded are not listed (see `unrecorded_keys`)."""
+    return [f"{k} ({earlier[k]!r} vs {sitting[k]!r})" for k in SITTING_KEYS
+            if k in earlier and not _same(k, earlier[k], sitting[k])]
 
 
-def earlier_setups(path: Path, sitting: dict[str, Any], setups: list[str]
-                   ) -> tuple[dict[str, str], list[str], list[str]]:
-    """The setups of the table at `path` that this sitting (settings `sitting`, running `setups`) may tabulate again
-    from their runs, each with the command that made its row; one reason per setup left out; and the table's row
-    order (empty when there is no table to add to)."""
+def unrecorded_keys(earlier: dict[str, Any]) -> list[str]:
+    """The SITTING_KEYS that a table written before they were recorded lacks."""
+    return [k for k in SITTING_KEYS if k not in earlier]
+
+
+def earlier_setups(path: Path, sitting: dict[str, Any], setups: list[str], report: bool) -> Earlier:
+    """The setups of the table at `path` that this sitting (settings `sitting`, running `setups`, `report`: a
+    --report sitting) may tabulate again from their runs. A --report sitting without --minutes takes the earlier
+    table's, since it starts no run to which a budget applies."""
     results, unreadable = read_results(path)
     if results is None:
-        return {}, [unreadable] if unreadable else [], []
+        return Earlier({}, [unreadable] if unreadable else [], [], None)
     settings = results["settings"]
     others = [s for s in results["setups"] if s not in setups]
-    differs = differing_keys(settings, sitting)
-    if differs:
-        return {}, [f"{s} (its sitting had other {', '.join(differs)})" for s in others], []
+    minutes = settings.get("minutes") if report and sitting["minutes"] is None else sitting["minutes"]
+    mine = {**sitting, "minutes": minutes}
+    reason = None
+    if unrecorded_keys(settings):
+        reason = (f"its table predates the record of {', '.join(unrecorded_keys(settings))}; rewrite that table "
+                  "once with --report and its own settings")
+    elif differing_keys(settings, mine):
+        reason = (f"its sitting had other {'; '.join(differing_keys(settings, mine))}; its finished runs stay on "
+                  "disk: --report with its settings tabulates them")
+    if reason:
+        return Earlier({}, [f"{s} ({reason})" for s in others], [], minutes)
     commands = settings.get("commands") if isinstance(settings.get("commands"), dict) else {}
-    return {s: commands.get(s, settings.get("command")) for s in others}, [], list(results["setups"])
+    return Earlier({s: commands.get(s, settings.get("command")) for s in others}, [], list(results["setups"]),
+                   minutes)
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Writes `path` through a temporary file, so a sitting reading it beside another never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Writes `path` through a temporary file of its own, so a sitting reading it beside another never sees half a
+    file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

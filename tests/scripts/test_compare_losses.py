@@ -203,13 +203,15 @@ def test_a_sitting_with_other_setups_adds_to_the_table_instead_of_replacing_it(t
     (out / "runs" / "focal_giou" / "lr0.001_seed1" / "compare_result.json").unlink()  # a run removed
     assert compare.main(["--setups", "alrp_giou_sb", *base]) == 0
     assert table()["setups"]["focal_giou"]["seeds"] == [0]
-    assert "left out" not in capsys.readouterr().out
+    assert compare.main(["--setups", "focal_giou", *base, "--report"]) == 0  # the first row again: same place
+    assert list(table()["setups"]) == ["focal_giou", "alrp_giou_sb"] and table()["settings"]["left_out"] == []
 
 
-@pytest.mark.parametrize("other", [["--seeds", "0"], ["--lrs", "0.001,0.002"], ["--device", "cuda:1"],
-                                   ["--batch-size", "8"], ["--set", "train.warmup_iters=0"], ["--data", "d2"],
-                                   ["--minutes", "5"]])
-def test_rows_of_a_sitting_with_other_settings_are_left_out_by_name(tmp_path, monkeypatch, capsys, other):
+@pytest.mark.parametrize("other, key", [(["--seeds", "0"], "seeds"), (["--lrs", "0.001,0.002"], "lrs"),
+                                        (["--device", "cuda:1"], "device"), (["--batch-size", "8"], "batch_size"),
+                                        (["--set", "train.warmup_iters=0"], "overrides"), (["--data", "d2"], "data"),
+                                        (["--minutes", "5"], "minutes")])
+def test_rows_of_a_sitting_with_other_settings_are_left_out_by_name(tmp_path, monkeypatch, capsys, other, key):
     compare = load_script("scripts/compare_losses.py")
     for name in ("d", "d2"):
         write_synthetic_coco(tmp_path / name, "train", num_images=8)
@@ -220,22 +222,63 @@ def test_rows_of_a_sitting_with_other_settings_are_left_out_by_name(tmp_path, mo
     for seed in (0, 1):
         _finished(out, "focal_giou", 0.001, seed, 0.3)
         _finished(out, "alrp_giou_sb", 0.001, seed, 0.4)
+    _finished(out, "alrp_giou_sb", 0.002, 0, 0.35)  # the other grid's lr
     argv = {"--data": str(tmp_path / "d"), "--seeds": "0,1", "--lrs": "0.001", "--out": str(out), "--iters": "10"}
     assert compare.main(["--setups", "focal_giou", *[x for kv in argv.items() for x in kv]]) == 0
-    key, value = other
-    argv = {**{k: v for k, v in argv.items() if not (key == "--minutes" and k == "--iters")},
-            key: str(tmp_path / value) if key == "--data" else value}
-    assert compare.main(["--setups", "alrp_giou_sb", *[x for kv in argv.items() for x in kv], "--report"]) == 0
-    assert list(json.loads((out / "results.json").read_text())["setups"]) == ["alrp_giou_sb"]
-    assert "left out of the table, from an earlier sitting's results.json: focal_giou (its sitting had other " \
-        in capsys.readouterr().out
+    flag, value = other
+    argv = {**{k: v for k, v in argv.items() if not (flag == "--minutes" and k == "--iters")},
+            flag: str(tmp_path / value) if flag == "--data" else value}
+    assert compare.main(["--setups", "alrp_giou_sb", *[x for kv in argv.items() for x in kv]]) == 0  # finished runs
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["setups"]) == ["alrp_giou_sb"]
+    assert results["settings"]["left_out"][0].startswith(f"focal_giou (its sitting had other {key} (")
+    assert f"left out of the table, from the earlier {out / 'results.json'}: focal_giou" in capsys.readouterr().out
+
+
+def test_a_report_without_minutes_keeps_a_minutes_table_and_its_budget_kind(tmp_path, monkeypatch):
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    (out / "calibration.json").parent.mkdir(parents=True)
+    (out / "calibration.json").write_text(json.dumps({s: {"s_per_iter": 2.0, "iters": 10}
+                                                      for s in ("focal_giou", "alrp_giou_sb", "focal_sl1")}))
+    monkeypatch.setattr(compare, "_execute", lambda cmd: 1)
+    for setup in ("focal_giou", "alrp_giou_sb", "focal_sl1"):
+        _finished(out, setup, 0.001, 0, 0.3)
+    base = ["--data", str(tmp_path / "d"), "--seeds", "0", "--lrs", "0.001", "--out", str(out)]
+    assert compare.main(["--setups", "focal_giou", *base, "--minutes", "5"]) == 0
+    assert compare.main(["--setups", "alrp_giou_sb", *base, "--report"]) == 0
+    assert json.loads((out / "results.json").read_text())["settings"]["minutes"] == 5
+    assert compare.main(["--setups", "focal_sl1", *base, "--minutes", "5"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["setups"]) == ["focal_giou", "alrp_giou_sb", "focal_sl1"]
+    assert results["settings"]["budget"].startswith("5 training minutes")
+
+
+def test_a_table_from_before_the_sitting_record_is_left_out_with_that_reason(tmp_path, monkeypatch, capsys):
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    for setup in ("focal_giou", "alrp_giou_sb"):
+        _finished(out, setup, 0.001, 0, 0.3)
+    (out / "results.json").write_text(json.dumps({"settings": {"data": str(tmp_path / "d"), "seeds": [0],
+                                                               "lrs": [0.001], "device": "cpu", "command": "old"},
+                                                  "setups": {"focal_giou": {}}}))
+    assert compare.main(["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "0", "--lrs",
+                         "0.001", "--out", str(out), "--report"]) == 0
+    printed = capsys.readouterr().out
+    assert "focal_giou (its table predates the record of train_split, val_split, config_dir, prefix, minutes, " \
+           "batch_size, overrides; rewrite that table once with --report and its own settings)" in printed
 
 
 def test_the_lr_grid_in_another_order_is_the_same_sitting():
     sittings = load_script("scripts/compare_sittings.py")
     sitting = {k: None for k in sittings.SITTING_KEYS} | {"lrs": [0.001, 0.002], "seeds": [0, 1]}
     assert sittings.differing_keys({**sitting, "lrs": [0.002, 0.001]}, sitting) == []
-    assert sittings.differing_keys({**sitting, "seeds": [1, 0]}, sitting) == ["seeds"]  # the first seed tunes
+    assert sittings.differing_keys({**sitting, "seeds": [1, 0]}, sitting) == ["seeds ([1, 0] vs [0, 1])"]
+    assert sittings.differing_keys({**sitting, "lrs": [None, 0.001]}, sitting) == ["lrs ([None, 0.001] vs "
+                                                                                   "[0.001, 0.002])"]
+    assert sittings.differing_keys({**sitting, "lrs": 0.001}, sitting) == ["lrs (0.001 vs [0.001, 0.002])"]
 
 
 def test_an_unreadable_earlier_table_is_named_not_silently_replaced(tmp_path, monkeypatch, capsys):
@@ -247,7 +290,7 @@ def test_an_unreadable_earlier_table_is_named_not_silently_replaced(tmp_path, mo
     argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "0", "--lrs", "0.001", "--out",
             str(out), "--report"]
     assert compare.main(argv) == 0
-    assert "from an earlier sitting's results.json: results.json unreadable" in capsys.readouterr().out
+    assert f"from the earlier {out / 'results.json'}: {out / 'results.json'} unreadable" in capsys.readouterr().out
     assert list(json.loads((out / "results.json").read_text())["setups"]) == ["alrp_giou_sb"]
 
 
