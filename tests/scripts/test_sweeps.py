@@ -30,7 +30,8 @@ plot_balance = _load_script("plot_balance")
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": sys.executable}
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=120, **kw)
+    # A guard against a hang, not a speed check: a smoke sweep on a 2-core machine busy with training took over 120 s.
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=900, **kw)
 
 
 def _fake_run(root: Path, name: str, loss: dict, metrics: dict | None, model: dict | None = None) -> Path:
