@@ -214,11 +214,12 @@ def run_folder(out: Path, run: Run) -> Path:
 
 
 def finished(out: Path, run: Run) -> dict | None:
-    """The run's summary when it has finished (its compare_result.json), else None."""
+    """The run's summary when it has finished (its compare_result.json), else None; its `tuning` is its role in this
+    sitting (`run.tuning`), not in the sitting that trained it, whose first seed may have been another."""
     run_dir = run_folder(out, run)
     if not (run_dir / RESULT_FILE).is_file():
         return None
-    summary = json.loads((run_dir / RESULT_FILE).read_text())
+    summary = {**json.loads((run_dir / RESULT_FILE).read_text()), "tuning": run.tuning}
     if "class_curves" not in summary and (run_dir / "metrics.jsonl").is_file():  # summarised before they existed
         summary["class_curves"] = report.class_curves(report.read_jsonl(run_dir / "metrics.jsonl"))
     return summary

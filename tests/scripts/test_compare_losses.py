@@ -389,3 +389,21 @@ def test_smoke_two_setups_two_seeds_table_and_curves(tmp_path, capsys):
     capsys.readouterr()
     assert compare.main(argv) == 0  # a second sitting: every run is finished, nothing is trained again
     assert "+ " not in capsys.readouterr().out
+
+
+def test_the_lr_grid_shows_this_sittings_tuning_seed_not_a_run_that_tuned_in_another_sitting(tmp_path, monkeypatch):
+    """Seeds run one sitting each (`--seeds 0`, then `--seeds 1`) each record themselves as their sitting's tuning
+    run; a sitting over `--seeds 0,1` tunes on seed 0 only, so its lr grid shows seed 0's AP."""
+    compare = load_script("scripts/compare_losses.py")
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    monkeypatch.setattr(compare, "_execute", lambda cmd: 1)
+    for seed, ap in ((0, 0.30), (1, 0.25)):
+        run = _finished(out, "focal_giou", 0.001, seed, ap)
+        summary = json.loads((run / "compare_result.json").read_text())
+        (run / "compare_result.json").write_text(json.dumps({**summary, "tuning": True}))
+    assert compare.main(["--data", str(tmp_path / "d"), "--setups", "focal_giou", "--seeds", "0,1", "--lrs", "0.001",
+                         "--out", str(out), "--report"]) == 0
+    row = json.loads((out / "results.json").read_text())["setups"]["focal_giou"]
+    assert row["grid_AP"] == {"0.001": pytest.approx(0.30)}
+    assert row["seeds"] == [0, 1] and row["mean"]["AP"] == pytest.approx(0.275)
