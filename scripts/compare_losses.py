@@ -379,7 +379,7 @@ def write_table(args: argparse.Namespace, iters: dict[str, int | None], summarie
     table = report.aggregate(summaries, order, chosen)
     row_iters = {s: round(row["mean"]["iterations"]) if row["runs"] and math.isfinite(row["mean"]["iterations"])
                  else None for s, row in table.items()}
-    minutes = args.minutes if args.minutes is not None or not args.report else earlier.minutes
+    minutes = earlier.minutes
     if args.report:
         iters = row_iters
         unit = "the finished runs (--report), " + format_iters(iters, "iterations per run")

@@ -7,10 +7,12 @@ comparable (`SITTING_KEYS`). Rows of another sitting are left out with a reason,
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep import _repo_module  # noqa: E402
 
 # What every row of one table shares: the data and configs, the device, the seeds, the lr grid, the kind of budget
 # (--minutes, or None for iterations: per-setup iteration counts may differ and are listed) and every override.
@@ -24,7 +26,7 @@ class Earlier(NamedTuple):
     commands: dict[str, str]  # setup -> the command that made its row, for the setups to tabulate again
     left_out: list[str]  # one reason per setup (or unreadable file) left out
     order: list[str]  # the earlier table's rows (empty when there is no table to add to)
-    minutes: float | None  # the earlier table's --minutes, which a --report sitting without --minutes inherits
+    minutes: float | None  # the table's --minutes: this sitting's, or for a --report sitting without one the earlier
 
 
 def sitting_settings(args: Any) -> dict[str, Any]:
@@ -75,18 +77,18 @@ def earlier_setups(path: Path, sitting: dict[str, Any], setups: list[str], repor
     table's, since it starts no run to which a budget applies."""
     results, unreadable = read_results(path)
     if results is None:
-        return Earlier({}, [unreadable] if unreadable else [], [], None)
+        return Earlier({}, [unreadable] if unreadable else [], [], sitting["minutes"])
     settings = results["settings"]
     others = [s for s in results["setups"] if s not in setups]
     minutes = settings.get("minutes") if report and sitting["minutes"] is None else sitting["minutes"]
-    mine = {**sitting, "minutes": minutes}
+    unrecorded, differing = unrecorded_keys(settings), differing_keys(settings, {**sitting, "minutes": minutes})
     reason = None
-    if unrecorded_keys(settings):
-        reason = (f"its table predates the record of {', '.join(unrecorded_keys(settings))}; rewrite that table "
-                  "once with --report and its own settings")
-    elif differing_keys(settings, mine):
-        reason = (f"its sitting had other {'; '.join(differing_keys(settings, mine))}; its finished runs stay on "
-                  "disk: --report with its settings tabulates them")
+    if unrecorded:
+        reason = (f"its table predates the record of {', '.join(unrecorded)}; rewrite that table once with --report "
+                  "and its own settings")
+    elif differing:
+        reason = (f"its sitting had other {'; '.join(differing)}; its finished runs stay on disk: --report with its "
+                  "settings tabulates them")
     if reason:
         return Earlier({}, [f"{s} ({reason})" for s in others], [], minutes)
     commands = settings.get("commands") if isinstance(settings.get("commands"), dict) else {}
@@ -95,14 +97,6 @@ def earlier_setups(path: Path, sitting: dict[str, Any], setups: list[str], repor
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Writes `path` through a temporary file of its own, so a sitting reading it beside another never sees half a
-    file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Writes the text file `path` (readable by all) through a temporary file, so a sitting reading it beside another
+    never sees half a file."""
+    _repo_module("training.fs").replace_through_temporary(path, lambda f: f.write(text.encode()), mode=0o644)

@@ -12,18 +12,16 @@ checkpoint behind. Checkpoints hold only tensors and plain Python containers, so
 """
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
 
-from training.fs import os_error_cause
+from training.fs import os_error_cause, replace_through_temporary
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
@@ -45,21 +43,11 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    except OSError as err:
-        raise CheckpointError(f"cannot write {path}: {os_error_cause(err, path)}") from None
-    try:
         # through a Python file object, so a failed write raises OSError with its errno (torch.save given a path
         # reports a full disk as a cryptic "inline_container.cc ... unexpected pos" error)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
+        replace_through_temporary(path, write, suffix=TMP_SUFFIX)
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
         raise CheckpointError(f"cannot write {path}: {os_error_cause(err, path)}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> Path:

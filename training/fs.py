@@ -1,13 +1,16 @@
-"""One-line causes of file-system failures: a full disk, a read-only folder, a file where a folder should be.
+"""File-system helpers: one-line causes of file-system failures (a full disk, a read-only folder, a file where a
+folder should be), and writes that never leave a half-written file.
 
-Used wherever the project writes (checkpoints, run folders, ``eval.py`` outputs) so that every such failure is one
-line naming the path and the cause instead of a traceback.
+Used wherever the project writes (checkpoints, run folders, ``eval.py`` outputs, comparison tables) so that every such
+failure is one line naming the path and the cause instead of a traceback.
 """
 from __future__ import annotations
 
 import errno
+import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 _CAUSES = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
@@ -20,6 +23,23 @@ def _file_in_the_way(path: Path) -> Path | None:
         if candidate.exists() or candidate.is_symlink():
             return None if candidate.is_dir() else candidate
     return None
+
+
+def replace_through_temporary(path: Path, write: Callable[[BinaryIO], None], *, suffix: str = ".tmp",
+                              mode: int | None = None) -> None:
+    """Calls ``write(file)`` on a temporary file ``.<name>.<random><suffix>`` beside ``path`` (permissions ``mode``
+    when given, else mkstemp's 0600), then renames it onto ``path``: a reader sees the old file or the whole new one,
+    never half of it. On any error the temporary file is removed and the error re-raised."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def os_error_cause(err: OSError, path: str | Path) -> str:

@@ -1,6 +1,7 @@
 """Checkpoint files: atomic writes, keep-last-k, latest discovery, best copy, RNG round trip (training/checkpoint.py)."""
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,7 @@ def _full_disk(monkeypatch, tmp_path):
     def mkstemp(prefix="", suffix="", dir=None):
         return os.open("/dev/full", os.O_WRONLY), str(Path(dir) / f"{prefix}full{suffix}")
 
-    monkeypatch.setattr(ck.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)  # the one training.fs writes every checkpoint through
 
 
 def test_full_disk_says_no_space_left_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
