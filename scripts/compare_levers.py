@@ -344,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"Levers on {args.data}: baseline lr {args.lr:g}, {budget}, seeds {args.seeds}, "
               f"device {args.device}; mean ± std over seeds, final weights on val."
               + (f" Baseline: the runs of {args.baseline_from}." if args.baseline_from is not None else ""))
-    left_out = cells_left_out(REPO_ROOT / args.out / "levers.json", table)
-    (REPO_ROOT / args.out / "levers.md").write_text(markdown(table, args.setups, header))
-    (REPO_ROOT / args.out / "levers.json").write_text(json.dumps(table, indent=1) + "\n")
+    sittings = compare_losses.sittings
+    with sittings.table_lock(REPO_ROOT / args.out):
+        left_out = cells_left_out(REPO_ROOT / args.out / "levers.json", table)
+        sittings.write_atomically(REPO_ROOT / args.out / "levers.md", markdown(table, args.setups, header))
+        sittings.write_atomically(REPO_ROOT / args.out / "levers.json", json.dumps(table, indent=1) + "\n")
     print(f"[levers] {args.out / 'levers.md'}")
     if left_out:
         print(f"[levers] levers.md covers this sitting's levers and setups; no longer in it: {', '.join(left_out)} "

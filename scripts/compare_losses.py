@@ -16,7 +16,8 @@ Every run is `<out>/runs/<setup>/lr<lr>_seed<seed>`, trained by train.py and sco
 split). A finished run (`compare_result.json`) is skipped, one with a checkpoint resumed: the table can be built in
 several sittings. A sitting with other `--setups` adds its rows to the table in `<out>`: the earlier table's other
 setups are tabulated again from their finished runs when it shared this sitting's data, configs, device, seeds, lr
-grid, kind of budget and overrides, and are left out, by name, when not (compare_sittings.py). `--dry-run` prints
+grid, kind of budget and overrides, and are left out, by name, when not (compare_sittings.py); sittings into one
+`--out` take turns, under a lock, from reading its table to writing theirs. `--dry-run` prints
 the commands; `--report` writes the table of the runs finished so far and starts none (needs no budget: the table
 gives each run's iterations; a setup whose lr grid is unfinished has an empty row, best lr None; the seeds column
 counts each setup's runs).
@@ -292,10 +293,9 @@ def budget(args: argparse.Namespace) -> dict[str, int] | None:
         entry = {"s_per_iter": seconds / max(1, iterations),
                  "iters": max(1, int(args.minutes * 60 * max(1, iterations) / max(seconds, 1e-9))),
                  **calibration_source(args.data, args.device)}
-        # Re-read before writing: a concurrent sitting (other --setups, same --out) may have added its setups.
-        calib = {**(json.loads(path.read_text()) if path.is_file() else {}), setup: entry}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(calib, indent=1) + "\n")
+        with sittings.table_lock(args.out):  # re-read: a concurrent sitting (same --out) may have added setups
+            calib = {**(json.loads(path.read_text()) if path.is_file() else {}), setup: entry}
+            sittings.write_atomically(path, json.dumps(calib, indent=1) + "\n")
     if any(s not in calib for s in args.setups):
         return None
     return {s: calib[s]["iters"] for s in args.setups}
@@ -353,13 +353,13 @@ def main(argv: list[str] | None = None) -> int:
             summaries += [s] if s else []
             if failed and not args.keep_going:
                 return 1
-    earlier = sittings.earlier_setups(args.out / "results.json", sittings.sitting_settings(args), args.setups,
-                                      args.report)
+    table, settings = args.out / "results.json", sittings.sitting_settings(args)
     if args.dry_run:
-        for reason in earlier.left_out:
-            print(f"# the table will leave out, from {args.out / 'results.json'}: {reason}")
+        for reason in sittings.earlier_setups(table, settings, args.setups, args.report).left_out:
+            print(f"# the table will leave out, from {table}: {reason}")
         return 0
-    write_table(args, iters, summaries, chosen, earlier)
+    with sittings.table_lock(args.out):
+        write_table(args, iters, summaries, chosen, sittings.earlier_setups(table, settings, args.setups, args.report))
     return 1 if failed else 0
 
 

@@ -96,6 +96,12 @@ def earlier_setups(path: Path, sitting: dict[str, Any], setups: list[str], repor
                    minutes)
 
 
+def table_lock(out: Path):
+    """Held by a sitting from reading the shared files of `out` (results.json, calibration.json, levers.json) to
+    writing them, so two sittings that finish together cannot drop each other's rows."""
+    return _repo_module("training.fs").exclusive_lock(out / ".table.lock")
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Writes the text file `path` (readable by all) through a temporary file, so a sitting reading it beside another
     never sees half a file."""

@@ -1,5 +1,5 @@
 """File-system helpers: one-line causes of file-system failures (a full disk, a read-only folder, a file where a
-folder should be), and writes that never leave a half-written file.
+folder should be), writes that never leave a half-written file, and a lock for read-modify-write of shared files.
 
 Used wherever the project writes (checkpoints, run folders, ``eval.py`` outputs, comparison tables) so that every such
 failure is one line naming the path and the cause instead of a traceback.
@@ -7,10 +7,12 @@ failure is one line naming the path and the cause instead of a traceback.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 _CAUSES = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
@@ -40,6 +42,20 @@ def replace_through_temporary(path: Path, write: Callable[[BinaryIO], None], *, 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Holds an exclusive advisory lock (``flock``) on the file ``path``, created with its folders if missing, for the
+    ``with`` body: processes taking the same lock run their bodies one at a time. The OS releases it if the process
+    dies. For a read-modify-write of a file that concurrent processes share (a table two sittings add rows to)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def os_error_cause(err: OSError, path: str | Path) -> str:

@@ -9,6 +9,7 @@ import yaml
 
 from training.config import load_config, save_resolved_config
 
+from tests.fixtures.locks import lock_is_free
 from tests.fixtures.script_loader import load_script
 from tests.fixtures.synthetic import write_synthetic_coco
 
@@ -299,3 +300,28 @@ def test_report_starts_no_run_and_a_sitting_with_other_setups_names_the_cells_it
     cells = json.loads((out / "levers.json").read_text())["schedule_x2"]
     assert cells["alrp_giou_sb"]["AP"][0] == pytest.approx(0.565) and cells["focal_sl1"]["n"] == 1
     assert "no longer in it" not in capsys.readouterr().out
+
+
+def test_levers_table_is_read_and_written_under_the_lock_of_its_out(tmp_path, monkeypatch):
+    write_synthetic_coco(tmp_path / "d", "train", num_images=8)
+    out = tmp_path / "out"
+    _finished_run(out / "schedule_x2" / "runs" / "alrp_giou_sb" / "lr0.001_seed0", "alrp_giou_sb", 0, 0.5, 20,
+                  tmp_path / "d")
+    seen = {}
+    sittings = levers.compare_losses.sittings
+    read, write = levers.cells_left_out, sittings.write_atomically
+
+    def recording_read(*args):
+        seen["read"] = lock_is_free(out / ".table.lock")
+        return read(*args)
+
+    def recording_write(path, text):
+        if path.parent == out:  # levers.md / levers.json, not the lever's own results
+            seen[path.name] = lock_is_free(out / ".table.lock")
+        write(path, text)
+
+    monkeypatch.setattr(levers, "cells_left_out", recording_read)
+    monkeypatch.setattr(sittings, "write_atomically", recording_write)
+    assert levers.main(["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--levers", "schedule_x2",
+                        "--seeds", "0", "--lr", "0.001", "--iters", "10", "--out", str(out), "--report"]) == 0
+    assert seen == {"read": False, "levers.md": False, "levers.json": False}
