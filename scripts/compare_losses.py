@@ -17,10 +17,10 @@ split). A finished run (`compare_result.json`) is skipped, one with a checkpoint
 several sittings. A sitting with other `--setups` adds its rows to the table in `<out>`: the earlier table's other
 setups are tabulated again from their finished runs when it shared this sitting's data, configs, device, seeds, lr
 grid, kind of budget and overrides, and are left out, by name, when not (compare_sittings.py); sittings into one
-`--out` take turns, under a lock, from reading its table to writing theirs. `--dry-run` prints
-the commands; `--report` writes the table of the runs finished so far and starts none (needs no budget: the table
-gives each run's iterations; a setup whose lr grid is unfinished has an empty row, best lr None; the seeds column
-counts each setup's runs).
+`--out` take turns, under a lock, from reading its table to writing theirs. `--dry-run` prints the commands;
+`--report` writes the table of the runs finished so far and starts none (needs no budget: the table gives each
+run's iterations; a setup whose lr grid is unfinished has an empty row, best lr None; the seeds column counts each
+setup's runs).
 
 Example: python scripts/compare_losses.py --data datasets/bccd --seeds 0,1,2 --minutes 10 --out runs/compare/bccd
 """
@@ -353,14 +353,19 @@ def main(argv: list[str] | None = None) -> int:
             summaries += [s] if s else []
             if failed and not args.keep_going:
                 return 1
-    table, settings = args.out / "results.json", sittings.sitting_settings(args)
     if args.dry_run:
-        for reason in sittings.earlier_setups(table, settings, args.setups, args.report).left_out:
-            print(f"# the table will leave out, from {table}: {reason}")
+        for reason in earlier_table(args).left_out:
+            print(f"# the table will leave out, from {args.out / 'results.json'}: {reason}")
         return 0
     with sittings.table_lock(args.out):
-        write_table(args, iters, summaries, chosen, sittings.earlier_setups(table, settings, args.setups, args.report))
+        write_table(args, iters, summaries, chosen, earlier_table(args))
     return 1 if failed else 0
+
+
+def earlier_table(args: argparse.Namespace) -> sittings.Earlier:
+    """What this sitting takes from the table already in --out."""
+    return sittings.earlier_setups(args.out / "results.json", sittings.sitting_settings(args), args.setups,
+                                   args.report)
 
 
 def write_table(args: argparse.Namespace, iters: dict[str, int | None], summaries: list[dict],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -96,9 +97,9 @@ def earlier_setups(path: Path, sitting: dict[str, Any], setups: list[str], repor
                    minutes)
 
 
-def table_lock(out: Path):
-    """Held by a sitting from reading the shared files of `out` (results.json, calibration.json, levers.json) to
-    writing them, so two sittings that finish together cannot drop each other's rows."""
+def table_lock(out: Path) -> AbstractContextManager[None]:
+    """Held by a sitting from reading a shared file of `out` (results.json, calibration.json, levers.json) to
+    writing it, so a sitting never writes over rows another added after its read. Not re-entrant."""
     return _repo_module("training.fs").exclusive_lock(out / ".table.lock")
 
 

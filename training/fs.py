@@ -48,7 +48,8 @@ def replace_through_temporary(path: Path, write: Callable[[BinaryIO], None], *, 
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Holds an exclusive advisory lock (``flock``) on the file ``path``, created with its folders if missing, for the
     ``with`` body: processes taking the same lock run their bodies one at a time. The OS releases it if the process
-    dies. For a read-modify-write of a file that concurrent processes share (a table two sittings add rows to)."""
+    dies. For a read-modify-write of a file that concurrent processes share (a table two sittings add rows to). Not
+    re-entrant: taking it again inside the body, even in the same process, blocks forever."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

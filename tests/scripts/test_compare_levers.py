@@ -9,7 +9,7 @@ import yaml
 
 from training.config import load_config, save_resolved_config
 
-from tests.fixtures.locks import lock_is_free
+from tests.fixtures.locks import count_table_locks, lock_is_free
 from tests.fixtures.script_loader import load_script
 from tests.fixtures.synthetic import write_synthetic_coco
 
@@ -307,21 +307,23 @@ def test_levers_table_is_read_and_written_under_the_lock_of_its_out(tmp_path, mo
     out = tmp_path / "out"
     _finished_run(out / "schedule_x2" / "runs" / "alrp_giou_sb" / "lr0.001_seed0", "alrp_giou_sb", 0, 0.5, 20,
                   tmp_path / "d")
-    seen = {}
+    held = {}  # at the read and at each write of levers.*: is the lock of out taken?
     sittings = levers.compare_losses.sittings
     read, write = levers.cells_left_out, sittings.write_atomically
 
     def recording_read(*args):
-        seen["read"] = lock_is_free(out / ".table.lock")
+        held["read"] = not lock_is_free(out / ".table.lock")
         return read(*args)
 
     def recording_write(path, text):
         if path.parent == out:  # levers.md / levers.json, not the lever's own results
-            seen[path.name] = lock_is_free(out / ".table.lock")
+            held[path.name] = not lock_is_free(out / ".table.lock")
         write(path, text)
 
     monkeypatch.setattr(levers, "cells_left_out", recording_read)
     monkeypatch.setattr(sittings, "write_atomically", recording_write)
+    holds = count_table_locks(monkeypatch, sittings)
     assert levers.main(["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--levers", "schedule_x2",
                         "--seeds", "0", "--lr", "0.001", "--iters", "10", "--out", str(out), "--report"]) == 0
-    assert seen == {"read": False, "levers.md": False, "levers.json": False}
+    assert held == {"read": True, "levers.md": True, "levers.json": True}
+    assert holds == [out / "schedule_x2", out]  # the lever's own table, then one hold for levers.md and .json

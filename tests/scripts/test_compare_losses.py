@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fixtures.locks import lock_is_free
+from tests.fixtures.locks import count_table_locks, lock_is_free
 from tests.fixtures.synthetic import write_synthetic_coco
 from tests.fixtures.script_loader import load_script
 
@@ -410,34 +410,34 @@ def test_the_lr_grid_shows_this_sittings_tuning_seed_not_a_run_that_tuned_in_ano
     assert row["seeds"] == [0, 1] and row["mean"]["AP"] == pytest.approx(0.275)
 
 
-def _lock_is_free(out):
-    """Whether the lock of `out`'s shared files could be taken now by another sitting."""
-    return lock_is_free(out / ".table.lock")
-
-
-def test_a_sitting_holds_the_table_lock_from_reading_the_earlier_table_to_writing_its_own(tmp_path, monkeypatch):
+def test_a_sitting_holds_the_table_lock_once_from_reading_the_earlier_table_to_writing_its_own(tmp_path,
+                                                                                           monkeypatch):
     """Two sittings into one --out that finish together: without the lock, both read the table before either
     writes, and the later write drops the other's new rows."""
     compare = load_script("scripts/compare_losses.py")
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     out = tmp_path / "out"
     _finished(out, "alrp_giou_sb", 0.001, 0, 0.4)
-    seen = []
+    held = []  # at the read and at each write: is the lock taken?
     read, write = compare.sittings.earlier_setups, compare.sittings.write_atomically
-    monkeypatch.setattr(compare.sittings, "earlier_setups", lambda *a: seen.append(_lock_is_free(out)) or read(*a))
-    monkeypatch.setattr(compare.sittings, "write_atomically", lambda *a: seen.append(_lock_is_free(out)) or write(*a))
+    monkeypatch.setattr(compare.sittings, "earlier_setups",
+                        lambda *a: held.append(not lock_is_free(out / ".table.lock")) or read(*a))
+    monkeypatch.setattr(compare.sittings, "write_atomically",
+                        lambda *a: held.append(not lock_is_free(out / ".table.lock")) or write(*a))
+    holds = count_table_locks(monkeypatch, compare.sittings)
     argv = ["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "0", "--lrs", "0.001", "--out",
             str(out), "--report"]
     assert compare.main(argv) == 0
-    assert seen == [False, False, False]  # the read, results.json and results.md, all under the lock
-    assert _lock_is_free(out)
+    assert held == [True, True, True]  # the read, results.json and results.md
+    assert holds == [out]  # one hold around all three, not released in between
+    assert lock_is_free(out / ".table.lock")
 
 
-def test_the_calibration_is_written_under_the_table_lock(tmp_path, monkeypatch):
+def test_the_calibration_is_read_again_and_written_under_the_table_lock(tmp_path, monkeypatch):
     compare = load_script("scripts/compare_losses.py")
     write_synthetic_coco(tmp_path / "d", "train", num_images=8)
     out = tmp_path / "out"
-    seen = []
+    held = []
 
     def fake_execute(cmd):
         run_dir = Path(cmd[cmd.index("--output-dir") + 1]) / cmd[cmd.index("--name") + 1]
@@ -447,8 +447,10 @@ def test_the_calibration_is_written_under_the_table_lock(tmp_path, monkeypatch):
 
     write = compare.sittings.write_atomically
     monkeypatch.setattr(compare, "_execute", fake_execute)
-    monkeypatch.setattr(compare.sittings, "write_atomically", lambda *a: seen.append(_lock_is_free(out)) or write(*a))
+    monkeypatch.setattr(compare.sittings, "write_atomically",
+                        lambda *a: held.append(not lock_is_free(out / ".table.lock")) or write(*a))
+    holds = count_table_locks(monkeypatch, compare.sittings)
     args = compare.parse_args(["--data", str(tmp_path / "d"), "--setups", "alrp_giou_sb", "--seeds", "0",
                                "--lrs", "0.001", "--minutes", "5", "--out", str(out)])
     assert compare.budget(args) == {"alrp_giou_sb": 150}
-    assert seen == [False]
+    assert held == [True] and holds == [out]
