@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_losses  # noqa: E402
+import compare_sittings as sittings  # noqa: E402
 import yaml  # noqa: E402
 from compare_report import format_mean_std  # noqa: E402
 from sweep import REPO_ROOT, _repo_module, repo_relative  # noqa: E402
@@ -344,7 +345,6 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"Levers on {args.data}: baseline lr {args.lr:g}, {budget}, seeds {args.seeds}, "
               f"device {args.device}; mean ± std over seeds, final weights on val."
               + (f" Baseline: the runs of {args.baseline_from}." if args.baseline_from is not None else ""))
-    sittings = compare_losses.sittings
     with sittings.table_lock(REPO_ROOT / args.out):
         left_out = cells_left_out(REPO_ROOT / args.out / "levers.json", table)
         sittings.write_atomically(REPO_ROOT / args.out / "levers.md", markdown(table, args.setups, header))
