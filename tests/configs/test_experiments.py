@@ -253,7 +253,8 @@ def test_tree_setups_are_the_demo_with_the_bccd_setups_losses():
 
 def test_bccd_uniform_loc_weight_diagnostic_changes_only_the_loss_name():
     """configs/small/bccd_aploss_iou_sb: aLRP IoU + SB with L_loc as a plain mean over positives (AP Loss + IoU +
-    SB), so a difference from bccd_alrp_iou_sb belongs to aLRP's ranked L_loc alone."""
+    SB), so a difference from bccd_alrp_iou_sb belongs to how aLRP couples localisation to the ranking (its
+    rank-weighted L_loc and the localisation errors in its classification gradient), not to the recipe."""
     ranked, uniform = _load("small/bccd_alrp_iou_sb"), _load("small/bccd_aploss_iou_sb")
     assert _diff(_as_dict_without_name(ranked), _as_dict_without_name(uniform)) == {"loss.name": "ap"}
     assert (uniform.loss.box_loss, uniform.loss.box_loss_reduction, uniform.loss.self_balance) == \
